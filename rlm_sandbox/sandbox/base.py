@@ -1,0 +1,386 @@
+"""The sandbox interface and the host side of one REPL session.
+
+`Sandbox` holds everything that does not depend on how the server process is run:
+the handshake, context streaming, the exec loop that answers `llm_request`s, exec
+timeouts (interrupt, grace, kill and restart) and recovery from a sandbox that dies
+or misbehaves. Subclasses say how to launch, interrupt, kill and diagnose the process.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from ..errors import (
+    BudgetExceededError,
+    ProtocolError,
+    SandboxClosedError,
+    SandboxDiedError,
+    SandboxError,
+    SandboxStartError,
+)
+from .config import SandboxConfig
+from .protocol import (
+    PROTOCOL_VERSION,
+    ContextLoaded,
+    ExecDone,
+    FrameDecoder,
+    LLMRequest,
+    Ready,
+    context_frames,
+    decode_sandbox_message,
+    exec_frame,
+    llm_result_frame,
+    shutdown_frame,
+)
+
+log = logging.getLogger(__name__)
+
+LLMHandler = Callable[[list[str], "str | None"], list[str]]
+"""Called on the host for llm_query calls made in the sandbox: (prompts, model) -> answers."""
+
+# How long close() waits for the server to exit by itself before killing it.
+_CLOSE_GRACE_S = 2.0
+# Context streaming: a floor, plus time proportional to size, before a load is abandoned.
+_CONTEXT_LOAD_FLOOR_S = 30.0
+_CONTEXT_LOAD_MIN_RATE = 20e6  # bytes/s
+
+
+class ExecResult(BaseModel):
+    """What one `execute()` produced. `error` is None when the code ran cleanly."""
+
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    error_type: str | None = None
+    timed_out: bool = False
+    truncated: bool = False
+    duration_s: float = 0.0
+    final: str | None = None
+    restarted: bool = False
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Transport(Protocol):
+    diagnostics: str
+
+    def send(self, data: bytes, timeout: float | None = None) -> None: ...
+    def receive(self, timeout: float | None) -> bytes | None: ...
+    def close_input(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _ChannelClosed(Exception):
+    """The sandbox's end of the channel is gone: the process exited or was killed."""
+
+
+class _Unresponsive(Exception):
+    """The sandbox ignored an interrupt for the whole grace period."""
+
+
+class Sandbox(ABC):
+    """A REPL server in some process, reached over a framed channel."""
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        llm_handler: LLMHandler | None = None,
+        rlm_handler: LLMHandler | None = None,
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.llm_handler = llm_handler
+        self.rlm_handler = rlm_handler
+        self._transport: Transport | None = None
+        self._decoder = FrameDecoder(self.config.max_frame_bytes)
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._exec_ids = itertools.count(1)
+        self._context: Any = None
+        self._has_context = False
+        self._closed = False
+        self.restarts = 0
+
+    # ------------------------------------------------------------- subclass hooks
+
+    @abstractmethod
+    def _launch(self) -> Transport:
+        """Start a fresh server process and return the channel to it."""
+
+    @abstractmethod
+    def _interrupt(self) -> None:
+        """Deliver SIGINT to the server process."""
+
+    @abstractmethod
+    def _terminate(self) -> None:
+        """Kill the server process and release everything it held. Idempotent."""
+
+    @abstractmethod
+    def _death_cause(self) -> str:
+        """After the channel closed unexpectedly: a sentence saying why the process ended."""
+
+    def _explain_death(self) -> str:
+        cause = self._death_cause()
+        last_words = self._transport.diagnostics if self._transport is not None else ""
+        if last_words:
+            cause += f"; it said: {last_words[-1000:]}"
+        return cause
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> "Sandbox":
+        if self._closed:
+            raise SandboxClosedError("this sandbox was closed; create a new one")
+        if self._transport is None:
+            self._start_process()
+        return self
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def is_running(self) -> bool:
+        return self._transport is not None and not self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        transport = self._transport
+        if transport is not None:
+            try:
+                transport.send(shutdown_frame(), timeout=1.0)
+                transport.close_input()
+                deadline = time.monotonic() + _CLOSE_GRACE_S
+                while time.monotonic() < deadline:
+                    if transport.receive(deadline - time.monotonic()) in (b"", None):
+                        break
+            except OSError:
+                pass
+        self._transport = None
+        self._terminate()
+
+    def restart(self) -> None:
+        """Replace the server process with a fresh one and reload the context, if any."""
+        self._transport = None
+        self._terminate()
+        self._start_process()
+        self.restarts += 1
+        if self._has_context:
+            self._stream_context()
+
+    def _start_process(self) -> None:
+        self._decoder = FrameDecoder(self.config.max_frame_bytes)
+        self._frames.clear()
+        self._transport = self._launch()
+        try:
+            message = self._read_message(time.monotonic() + self.config.start_timeout_s)
+            if message is None:
+                raise SandboxStartError(
+                    f"the sandbox did not report ready within {self.config.start_timeout_s:g} s"
+                )
+            if not isinstance(message, Ready):
+                raise ProtocolError(f"expected a ready frame first, got {message.type!r}")
+            if message.version != PROTOCOL_VERSION:
+                raise SandboxStartError(
+                    f"the sandbox speaks protocol {message.version!r}, the host {PROTOCOL_VERSION!r}: "
+                    "rebuild the image with `rlm-sandbox image build`"
+                )
+        except _ChannelClosed:
+            cause = self._explain_death()
+            self._transport = None
+            self._terminate()
+            raise SandboxStartError(f"the sandbox exited while starting: {cause}") from None
+        except BaseException:
+            self._transport = None
+            self._terminate()
+            raise
+
+    def _ensure_running(self) -> Transport:
+        if self._closed:
+            raise SandboxClosedError("this sandbox was closed; create a new one")
+        if self._transport is None:
+            self._start_process()
+        assert self._transport is not None
+        return self._transport
+
+    # ------------------------------------------------------------- frames
+
+    def _read_message(self, deadline: float):
+        """The next validated message, or None once `deadline` (monotonic) has passed."""
+        while not self._frames:
+            transport = self._transport
+            if transport is None:
+                raise _ChannelClosed()
+            data = transport.receive(max(deadline - time.monotonic(), 0.0))
+            if data is None:
+                return None
+            if not data:
+                raise _ChannelClosed()
+            self._frames.extend(self._decoder.feed(data))
+        return decode_sandbox_message(self._frames.popleft())
+
+    # ------------------------------------------------------------- context
+
+    def load_context(self, context: str | list | dict) -> None:
+        """Make `context` the value of the variable `context` inside the sandbox."""
+        next(iter(context_frames(context)))  # type errors surface before anything is sent
+        self._ensure_running()
+        self._context, self._has_context = context, True
+        try:
+            self._stream_context()
+        except (_ChannelClosed, ProtocolError, OSError) as exc:
+            cause = self._explain_death() if isinstance(exc, _ChannelClosed) else str(exc)
+            self._context, self._has_context = None, False
+            self.restart()
+            raise SandboxDiedError(
+                f"the sandbox failed while loading the context ({cause}); it was restarted without one",
+                cause=cause,
+            ) from None
+
+    def _stream_context(self) -> None:
+        transport = self._ensure_running()
+        size = 0
+        for frame in context_frames(self._context):
+            size += len(frame)
+            transport.send(frame, timeout=self.config.start_timeout_s)
+        deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + size / _CONTEXT_LOAD_MIN_RATE
+        message = self._read_message(deadline)
+        if message is None:
+            raise SandboxError("the sandbox did not confirm the context in time")
+        if not isinstance(message, ContextLoaded):
+            raise ProtocolError(f"expected context_loaded, got {message.type!r}")
+        if message.error:
+            raise SandboxError(f"the sandbox could not load the context: {message.error}")
+
+    # ------------------------------------------------------------- exec
+
+    def execute(self, code: str, timeout_s: float | None = None) -> ExecResult:
+        """Run `code` in the sandbox's persistent namespace.
+
+        Never raises for anything the code does: errors, timeouts, crashes and protocol
+        violations all come back in the result (the last two after a restart, with
+        `restarted=True`). Raises SandboxError only if a fresh sandbox cannot be had.
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"code must be str, not {type(code).__name__}")
+        timeout = self.config.exec_timeout_s if timeout_s is None else timeout_s
+        transport = self._ensure_running()
+        exec_id = next(self._exec_ids)
+        started = time.monotonic()
+        try:
+            transport.send(exec_frame(exec_id, code), timeout=self.config.start_timeout_s)
+            done, interrupted = self._await_exec(exec_id, timeout)
+        except _Unresponsive:
+            return self._recover(
+                f"TimeoutError: the code ran longer than {timeout:g} s and did not stop when interrupted",
+                "TimeoutError",
+                started,
+                timed_out=True,
+            )
+        except _ChannelClosed:
+            return self._recover(f"SandboxDied: {self._explain_death()}", "SandboxDied", started)
+        except ProtocolError as exc:
+            log.warning("sandbox protocol violation: %s", exc)
+            return self._recover(f"ProtocolError: {exc}", "ProtocolError", started)
+        except OSError as exc:
+            return self._recover(f"SandboxDied: the channel failed ({exc})", "SandboxDied", started)
+        result = ExecResult(
+            stdout=done.stdout,
+            stderr=done.stderr,
+            error=done.error,
+            error_type=done.error_type,
+            truncated=done.truncated or done.final_truncated,
+            duration_s=time.monotonic() - started,
+            final=done.final,
+            stdout_bytes=done.stdout_bytes,
+            stderr_bytes=done.stderr_bytes,
+        )
+        if interrupted:
+            detail = f"\n{done.error}" if done.error else ""
+            result.timed_out = True
+            result.error = (
+                f"TimeoutError: the code ran longer than {timeout:g} s and was interrupted "
+                f"(variables are kept){detail}"
+            )
+            result.error_type = "TimeoutError"
+        return result
+
+    def _await_exec(self, exec_id: int, timeout: float) -> tuple[ExecDone, bool]:
+        deadline = time.monotonic() + timeout
+        interrupted = False
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                if interrupted:
+                    raise _Unresponsive()
+                self._interrupt()
+                interrupted = True
+                deadline = now + self.config.interrupt_grace_s
+            message = self._read_message(deadline)
+            if message is None:
+                continue
+            if isinstance(message, ExecDone):
+                if message.id != exec_id:
+                    raise ProtocolError(f"exec_result for exec {message.id}, but exec {exec_id} is running")
+                return message, interrupted
+            if isinstance(message, LLMRequest):
+                if message.exec_id != exec_id:
+                    raise ProtocolError(
+                        f"llm_request for exec {message.exec_id}, but exec {exec_id} is running"
+                    )
+                waited = time.monotonic()
+                self._answer(message, refuse=interrupted)
+                # Time spent waiting on models is the host's, not the code's: the exec
+                # timeout bounds the sandbox's own work; the completion deadline bounds all.
+                deadline += time.monotonic() - waited
+                continue
+            raise ProtocolError(f"unexpected {message.type!r} frame while an exec is running")
+
+    def _answer(self, request: LLMRequest, *, refuse: bool) -> None:
+        handler = (self.rlm_handler if request.recursive else None) or self.llm_handler
+        frame: bytes
+        if refuse:
+            frame = llm_result_frame(request.id, error="the exec timed out; no more model calls")
+        elif handler is None:
+            frame = llm_result_frame(request.id, error="no language model is connected to this sandbox")
+        else:
+            try:
+                texts = handler(list(request.prompts), request.model)
+                if not isinstance(texts, list) or len(texts) != len(request.prompts):
+                    raise TypeError(
+                        f"the llm handler returned {type(texts).__name__} for {len(request.prompts)} prompts"
+                    )
+                frame = llm_result_frame(request.id, texts=[str(text) for text in texts])
+            except BudgetExceededError as exc:
+                frame = llm_result_frame(request.id, error=str(exc), error_type="BudgetExceededError")
+            except Exception as exc:  # any handler failure becomes a Python error in the sandbox
+                frame = llm_result_frame(request.id, error=f"{type(exc).__name__}: {exc}")
+        assert self._transport is not None
+        self._transport.send(frame, timeout=self.config.start_timeout_s)
+
+    def _recover(self, reason: str, error_type: str, started: float, *, timed_out: bool = False) -> ExecResult:
+        """Replace a dead, stuck or misbehaving sandbox and report what was lost."""
+        self.restart()
+        reloaded = " and the context was reloaded" if self._has_context else ""
+        return ExecResult(
+            error=f"{reason}. The sandbox was restarted: all variables were lost{reloaded}.",
+            error_type=error_type,
+            timed_out=timed_out,
+            restarted=True,
+            duration_s=time.monotonic() - started,
+        )

@@ -1,0 +1,267 @@
+"""DockerSandbox: the REPL server in a hardened, network-less container.
+
+The container's only link to the host is its attached stdin/stdout, opened through the
+Docker API before the container starts (so the ready frame cannot be missed). Every
+hardening default of DESIGN.md is set here from SandboxConfig; loosening one means
+changing that field explicitly.
+
+Containers are created with `StdinOnce`: when the host's attach connection closes for
+any reason (close(), a crash, kill -9 of the host), the server reads end-of-file and
+exits, and `auto_remove` deletes the container. Labels name the owner process so
+anything that still slips through is reaped by the next start or `rlm-sandbox gc`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from functools import lru_cache
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Ulimit
+
+from ..errors import DockerUnavailableError, SandboxStartError
+from .base import LLMHandler, Sandbox, Transport
+from .config import SandboxConfig
+from .image import ensure_image
+from .transport import AttachSocketTransport
+
+LABEL = "rlm-sandbox"
+LABEL_OWNER_PID = "rlm-sandbox.owner-pid"
+LABEL_OWNER_HOST = "rlm-sandbox.owner-host"
+LABEL_OWNER_START = "rlm-sandbox.owner-start"
+LABEL_STARTED = "rlm-sandbox.started"
+
+# The attach connections are hijacked sockets outside the pool; the pool only serves
+# short API calls, but 50 concurrent completions make many of those at once.
+_API_POOL_SIZE = 64
+_API_TIMEOUT_S = 120
+
+
+@lru_cache(maxsize=None)
+def docker_client(docker_host: str | None = None) -> docker.DockerClient:
+    """One client per daemon for the whole process (the SDK's client is thread-safe)."""
+    try:
+        if docker_host:
+            client = docker.DockerClient(base_url=docker_host, max_pool_size=_API_POOL_SIZE, timeout=_API_TIMEOUT_S)
+        else:
+            client = docker.from_env(max_pool_size=_API_POOL_SIZE, timeout=_API_TIMEOUT_S)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailableError(
+            f"cannot reach a Docker daemon ({exc}). Is Docker installed and running, and may this user "
+            "use it? Try `docker info`; `rlm-sandbox doctor` checks the whole set-up."
+        ) from None
+    return client
+
+
+def _process_start_ticks(pid: int) -> str | None:
+    """The kernel's start time of `pid`: with the pid it identifies a process even after pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # Field 22, counted after the parenthesised command name (which may hold spaces).
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _owner_labels() -> dict[str, str]:
+    return {
+        LABEL: "1",
+        LABEL_OWNER_PID: str(os.getpid()),
+        LABEL_OWNER_HOST: socket.gethostname(),
+        LABEL_OWNER_START: _process_start_ticks(os.getpid()) or "",
+        LABEL_STARTED: f"{time.time():.3f}",
+    }
+
+
+def _owner_is_alive(labels: dict[str, str]) -> bool:
+    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
+        return True  # another host's process: not ours to judge
+    try:
+        pid = int(labels.get(LABEL_OWNER_PID, ""))
+    except ValueError:
+        return False
+    started = _process_start_ticks(pid)
+    return started is not None and started == labels.get(LABEL_OWNER_START, started)
+
+
+def reap_stale_containers(client: docker.DockerClient, *, include_live: bool = False) -> list[str]:
+    """Remove sandbox containers whose owner process on this host is gone.
+
+    With include_live, remove every sandbox container, whoever owns it.
+    Returns the ids removed.
+    """
+    removed = []
+    for summary in client.api.containers(all=True, filters={"label": LABEL}):
+        if include_live or not _owner_is_alive(summary.get("Labels") or {}):
+            if _remove_container(client, summary["Id"]):
+                removed.append(summary["Id"])
+    return removed
+
+
+def _remove_container(client: docker.DockerClient, container_id: str) -> bool:
+    try:
+        client.api.remove_container(container_id, force=True)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # removal already in progress (auto_remove got there first)
+            return False
+        raise
+
+
+_reaped_daemons: set[int] = set()
+_reap_lock = threading.Lock()
+
+
+def _reap_once(client: docker.DockerClient) -> None:
+    with _reap_lock:
+        if id(client) in _reaped_daemons:
+            return
+        _reaped_daemons.add(id(client))
+    reap_stale_containers(client)
+
+
+class DockerSandbox(Sandbox):
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        llm_handler: LLMHandler | None = None,
+        rlm_handler: LLMHandler | None = None,
+        client: docker.DockerClient | None = None,
+    ) -> None:
+        super().__init__(config, llm_handler=llm_handler, rlm_handler=rlm_handler)
+        self._client = client
+        self.container_id: str | None = None
+        self._created_at = 0.0
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker_client(self.config.docker_host)
+        return self._client
+
+    # ------------------------------------------------------------- hooks
+
+    def _launch(self) -> Transport:
+        client = self.client
+        _reap_once(client)
+        image = ensure_image(client, self.config)
+        config = self.config
+        host_config = client.api.create_host_config(
+            network_mode=config.network_mode,
+            cap_drop=list(config.cap_drop),
+            cap_add=list(config.cap_add) or None,
+            security_opt=list(config.security_opt),
+            read_only=config.read_only,
+            tmpfs={"/tmp": config.tmpfs_mount_options()},
+            pids_limit=config.pids_limit,
+            init=config.init,
+            mem_limit=config.mem_limit,
+            memswap_limit=config.memswap(),
+            nano_cpus=config.nano_cpus,
+            ulimits=[
+                Ulimit(name="nofile", soft=config.nofile, hard=config.nofile),
+                Ulimit(name="fsize", soft=config.fsize_bytes, hard=config.fsize_bytes),
+            ],
+            log_config=LogConfig(type="none"),
+            auto_remove=True,
+            runtime=config.runtime,
+        )
+        self._created_at = time.time()
+        try:
+            created = client.api.create_container(
+                image,
+                command=["--max-output-bytes", str(config.max_output_bytes)],
+                user=config.user,
+                # Only what the server needs: no host variable is ever passed through.
+                environment={"HOME": "/tmp", "LANG": "C.UTF-8", **config.environment},
+                working_dir="/tmp",
+                labels=_owner_labels(),
+                stdin_open=True,
+                detach=False,  # with stdin_open this sets StdinOnce: host gone => stdin EOF
+                tty=False,
+                network_disabled=config.network_mode == "none",
+                host_config=host_config,
+            )
+        except docker.errors.APIError as exc:
+            raise SandboxStartError(f"could not create the sandbox container: {exc.explanation or exc}") from None
+        self.container_id = created["Id"]
+        try:
+            attached = client.api.attach_socket(
+                self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            transport = AttachSocketTransport(getattr(attached, "_sock", attached))
+            client.api.start(self.container_id)
+        except docker.errors.APIError as exc:
+            self._terminate()
+            raise SandboxStartError(f"could not start the sandbox container: {exc.explanation or exc}") from None
+        return transport
+
+    def _interrupt(self) -> None:
+        if self.container_id is None:
+            return
+        try:
+            # tini (init=True) is PID 1 and forwards the signal to the server only.
+            self.client.api.kill(self.container_id, signal="SIGINT")
+        except docker.errors.APIError:
+            pass  # already gone: the read loop will see end-of-file
+
+    def _terminate(self) -> None:
+        container_id, self.container_id = self.container_id, None
+        transport = self._transport
+        if transport is not None:
+            transport.close()
+        if container_id is not None:
+            _remove_container(self.client, container_id)
+
+    def _death_cause(self) -> str:
+        container_id = self.container_id
+        if container_id is None:
+            return "the sandbox container is gone"
+        client = self.client
+        exit_code = None
+        oom_killed = False
+        try:
+            exit_code = client.api.wait(container_id, timeout=5).get("StatusCode")
+            oom_killed = bool(client.api.inspect_container(container_id)["State"].get("OOMKilled"))
+        except (docker.errors.NotFound, docker.errors.APIError):
+            pass  # auto_remove was quicker: the daemon's event log still knows
+        except Exception:  # a wait that timed out: the container is still running
+            pass
+        if not oom_killed:
+            oom_killed, logged_exit = self._oom_from_events(container_id)
+            exit_code = exit_code if exit_code is not None else logged_exit
+        if oom_killed:
+            return f"the sandbox ran out of memory and was killed (OOMKilled; memory limit {self.config.mem_limit})"
+        if exit_code is None:
+            return "the sandbox container stopped for an unknown reason"
+        if exit_code > 128:
+            return f"the sandbox container was killed by signal {exit_code - 128} (exit code {exit_code})"
+        return f"the sandbox container exited with code {exit_code}"
+
+    def _oom_from_events(self, container_id: str) -> tuple[bool, int | None]:
+        oom_killed, exit_code = False, None
+        try:
+            events = self.client.api.events(
+                since=int(self._created_at) - 1,
+                until=time.time(),
+                filters={"container": container_id},
+                decode=True,
+            )
+            for event in events:
+                action = event.get("Action") or event.get("status")
+                if action == "oom":
+                    oom_killed = True
+                elif action == "die":
+                    code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
+                    exit_code = int(code) if code and code.isdigit() else exit_code
+        except docker.errors.DockerException:
+            pass
+        return oom_killed, exit_code

@@ -1,0 +1,443 @@
+"""The REPL server that runs inside the sandbox (standard library only, Python >= 3.11).
+
+It speaks length-prefixed JSON frames with the host over the descriptors it was started
+with (stdin/stdout), after moving them out of the way: fd 0 becomes /dev/null and fds 1
+and 2 become capture files, so print(), os.system() and child processes are captured
+and nothing the user's code does by accident can corrupt the channel. Code that does it
+on purpose can; the host treats every frame as untrusted for that reason, and nothing
+here enforces a limit: the host does.
+
+Threads: a reader thread owns the inbound channel. It hands `llm_result` frames to the
+caller waiting for them and everything else to the main thread, which runs user code,
+so that SIGINT (sent by the host on an exec timeout) interrupts user code as
+KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import fcntl
+import itertools
+import json
+import linecache
+import os
+import queue
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+
+PROTOCOL_VERSION = "1"
+SERVER_FILE = os.path.abspath(__file__)
+RESERVED_NAMES = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+    "LLMQueryError",
+    "BudgetExceededError",
+)
+
+
+class LLMQueryError(RuntimeError):
+    """A sub-model call failed on the host; the message says why."""
+
+
+class BudgetExceededError(LLMQueryError):
+    """The host refused a sub-model call because a limit of the completion is spent."""
+
+
+# ------------------------------------------------------------------ channel
+
+
+class Channel:
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._write_lock = threading.Lock()
+
+    def send(self, message: dict) -> None:
+        # 'replace' turns lone surrogates (from bytes decoded with surrogateescape)
+        # into '?', so every frame is valid UTF-8 for the host.
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        data = memoryview(len(body).to_bytes(4, "big") + body)
+        with self._write_lock:
+            while data:
+                data = data[os.write(self.write_fd, data) :]
+
+    def _read_exact(self, size: int) -> bytes | None:
+        chunks = []
+        while size:
+            chunk = os.read(self.read_fd, min(size, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            size -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def recv(self) -> dict | None:
+        header = self._read_exact(4)
+        if header is None:
+            return None
+        body = self._read_exact(int.from_bytes(header, "big"))
+        return None if body is None else json.loads(body)
+
+
+# ------------------------------------------------------------------ output capture
+
+
+def _unlinked_capture_file() -> tuple[int, int]:
+    """Return (writer, reader) descriptors of a fresh capture file that has no name."""
+    writer, path = tempfile.mkstemp(prefix="rlm-capture-")
+    try:
+        reader = os.open(path, os.O_RDONLY)
+    finally:
+        os.unlink(path)  # no path names it, so user code cannot swap or pre-fill it
+    # O_APPEND keeps every writer (stray background processes too) at the end of the
+    # file after a truncate, instead of writing past a hole.
+    fcntl.fcntl(writer, fcntl.F_SETFL, fcntl.fcntl(writer, fcntl.F_GETFL) | os.O_APPEND)
+    return writer, reader
+
+
+class OutputCapture:
+    def __init__(self, max_output_bytes: int) -> None:
+        self.max_output_bytes = max_output_bytes
+        self.stdout_w, self.stdout_r = _unlinked_capture_file()
+        self.stderr_w, self.stderr_r = _unlinked_capture_file()
+        self._streams: tuple = ()
+        self.reattach()
+
+    def reattach(self) -> None:
+        """Point fds 0-2 and sys.std* at /dev/null and the capture: user code may have moved them."""
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(self.stdout_w, 1)
+        os.dup2(self.stderr_w, 2)
+        if not self._streams or any(stream.closed for stream in self._streams):
+            self._streams = (
+                open(0, "r", closefd=False),
+                # Line buffering keeps print() in order with output of child processes.
+                open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),
+                open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),
+            )
+        sys.stdin, sys.stdout, sys.stderr = self._streams
+
+    def reset(self) -> None:
+        os.ftruncate(self.stdout_w, 0)
+        os.ftruncate(self.stderr_w, 0)
+
+    def collect(self) -> dict:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed or broken stream must not cost the result
+                pass
+        stdout_size = os.fstat(self.stdout_r).st_size
+        stderr_size = os.fstat(self.stderr_r).st_size
+        cap = self.max_output_bytes
+        # One budget for both streams, but stderr (where errors go) always keeps a share.
+        stderr_take = min(stderr_size, max(cap - stdout_size, cap // 4))
+        stdout_take = min(stdout_size, cap - stderr_take)
+        return {
+            "stdout": os.pread(self.stdout_r, stdout_take, 0).decode("utf-8", "replace"),
+            "stderr": os.pread(self.stderr_r, stderr_take, 0).decode("utf-8", "replace"),
+            "stdout_bytes": stdout_size,
+            "stderr_bytes": stderr_size,
+            "truncated": stdout_take < stdout_size or stderr_take < stderr_size,
+        }
+
+
+# ------------------------------------------------------------------ sub-model calls
+
+
+class _Pending:
+    __slots__ = ("done", "texts", "error", "error_type")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.texts = None
+        self.error = None
+        self.error_type = None
+
+
+class LLMBridge:
+    """Sends llm_request frames and blocks the calling thread until the host answers."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.exec_id = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+
+    def request(self, prompts: list, model, recursive: bool) -> list:
+        for prompt in prompts:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompts must be str, not {type(prompt).__name__}")
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be str or None, not {type(model).__name__}")
+        if not prompts:
+            return []
+        slot = _Pending()
+        with self._lock:
+            request_id = next(self._ids)
+            self._pending[request_id] = slot
+        try:
+            self.channel.send(
+                {
+                    "type": "llm_request",
+                    "id": request_id,
+                    "exec_id": self.exec_id,
+                    "prompts": prompts,
+                    "model": model,
+                    "recursive": recursive,
+                }
+            )
+            slot.done.wait()  # interruptible: SIGINT raises KeyboardInterrupt here
+        finally:
+            with self._lock:
+                self._pending.pop(request_id, None)
+        if slot.error is not None:
+            error_class = BudgetExceededError if slot.error_type == "BudgetExceededError" else LLMQueryError
+            raise error_class(slot.error)
+        return slot.texts
+
+    def deliver(self, message: dict) -> None:
+        with self._lock:
+            slot = self._pending.get(message.get("id"))
+        if slot is None:
+            return  # the caller was interrupted and has gone; a late answer is dropped
+        slot.texts = message.get("texts")
+        slot.error = message.get("error")
+        slot.error_type = message.get("error_type")
+        slot.done.set()
+
+
+# ------------------------------------------------------------------ the REPL
+
+
+class Repl:
+    def __init__(self, channel: Channel, capture: OutputCapture, max_final_bytes: int) -> None:
+        self.channel = channel
+        self.capture = capture
+        self.max_final_bytes = max_final_bytes
+        self.bridge = LLMBridge(channel)
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.running_user_code = False
+        self.final: str | None = None
+        self._context_parts: list[str] = []
+        self.globals: dict = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.reserved = self._reserved_values(context=None)
+        self.globals.update(self.reserved)
+
+    # --- functions visible to user code
+
+    def _reserved_values(self, context) -> dict:
+        bridge = self.bridge
+
+        def llm_query(prompt, model=None):
+            """Ask a sub-model one question; returns its answer as a str."""
+            return bridge.request([prompt], model, recursive=False)[0]
+
+        def llm_query_batched(prompts, model=None):
+            """Ask a sub-model many questions at once (run concurrently on the host); returns a list of str."""
+            return bridge.request(list(prompts), model, recursive=False)
+
+        def rlm_query(prompt, model=None):
+            """Ask a recursive sub-RLM (with its own REPL, where depth allows); returns a str."""
+            return bridge.request([prompt], model, recursive=True)[0]
+
+        def rlm_query_batched(prompts, model=None):
+            """Many rlm_query calls at once; returns a list of str."""
+            return bridge.request(list(prompts), model, recursive=True)
+
+        def FINAL(value):
+            """Give the final answer (converted to str)."""
+            self.final = str(value)
+
+        def FINAL_VAR(name):
+            """Give the value of the variable `name` as the final answer."""
+            key = str(name).strip().strip("'\"")
+            if key not in self.globals:
+                raise NameError(f"FINAL_VAR: there is no variable named {key!r}; assign it first")
+            self.final = str(self.globals[key])
+
+        def SHOW_VARS():
+            """List the variables you have defined, with their types."""
+            names = {
+                name: type(value).__name__
+                for name, value in self.globals.items()
+                if not name.startswith("_") and name not in RESERVED_NAMES and type(value).__name__ != "module"
+            }
+            print(names if names else "no variables defined yet")
+            return None
+
+        return {
+            "context": context,
+            "llm_query": llm_query,
+            "llm_query_batched": llm_query_batched,
+            "rlm_query": rlm_query,
+            "rlm_query_batched": rlm_query_batched,
+            "FINAL": FINAL,
+            "FINAL_VAR": FINAL_VAR,
+            "SHOW_VARS": SHOW_VARS,
+            "LLMQueryError": LLMQueryError,
+            "BudgetExceededError": BudgetExceededError,
+        }
+
+    # --- SIGINT: only user code is ever interrupted
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.running_user_code:
+            raise KeyboardInterrupt
+
+    # --- frames
+
+    def reader(self) -> None:
+        """Runs in a thread: route inbound frames until the host hangs up."""
+        try:
+            while True:
+                message = self.channel.recv()
+                if message is None:
+                    break
+                if message.get("type") == "llm_result":
+                    self.bridge.deliver(message)
+                else:
+                    self.inbox.put(message)
+        except Exception as exc:  # a broken channel ends the server, reported on the diag fd
+            print(f"repl_server: channel read failed: {exc!r}", file=DIAG)
+        finally:
+            self.inbox.put(None)
+
+    def serve(self) -> None:
+        handlers = {"exec": self.handle_exec, "context": self.handle_context}
+        while True:
+            try:
+                message = self.inbox.get()
+            except KeyboardInterrupt:  # a SIGINT that arrived between execs
+                continue
+            if message is None or message.get("type") == "shutdown":
+                return
+            handler = handlers.get(message.get("type"))
+            if handler is None:
+                print(f"repl_server: ignoring frame of type {message.get('type')!r}", file=DIAG)
+                continue
+            handler(message)
+
+    def handle_context(self, message: dict) -> None:
+        self._context_parts.append(message["data"])
+        if not message.get("last"):
+            return
+        text = "".join(self._context_parts)
+        self._context_parts = []
+        reply = {"type": "context_loaded", "kind": "str", "length": len(text)}
+        try:
+            value = json.loads(text) if message.get("encoding") == "json" else text
+            del text
+            reply["kind"] = type(value).__name__
+            reply["length"] = len(value)
+            self.reserved["context"] = value
+            self.globals["context"] = value
+        except BaseException as exc:  # MemoryError included: tell the host, keep serving
+            reply["error"] = f"{type(exc).__name__}: {exc}"
+        self.channel.send(reply)
+
+    def handle_exec(self, message: dict) -> None:
+        exec_id = message["id"]
+        self.bridge.exec_id = exec_id
+        self.final = None
+        self.capture.reset()
+        error, error_type = self.run_cell(message["code"], exec_id)
+        self.restore_reserved()
+        result = self.capture.collect()
+        final, final_truncated = self.final, False
+        if final is not None and len(final) > self.max_final_bytes:
+            final, final_truncated = final[: self.max_final_bytes], True
+        result.update(
+            type="exec_result",
+            id=exec_id,
+            error=error,
+            error_type=error_type,
+            final=final,
+            final_truncated=final_truncated,
+        )
+        self.channel.send(result)
+
+    def run_cell(self, code: str, exec_id: int) -> tuple[str | None, str | None]:
+        filename = f"<cell-{exec_id}>"
+        # Registered so tracebacks can quote the user's lines.
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        try:
+            tree = ast.parse(code, filename, "exec")
+        except (SyntaxError, ValueError) as exc:  # ValueError: source with NUL bytes
+            return "".join(traceback.format_exception_only(type(exc), exc)).rstrip(), type(exc).__name__
+        last_expression = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last_expression = ast.Expression(tree.body.pop().value)
+        self.running_user_code = True
+        try:
+            exec(compile(tree, filename, "exec"), self.globals)
+            if last_expression is not None:
+                value = eval(compile(last_expression, filename, "eval"), self.globals)
+                if value is not None:
+                    self.globals["_"] = value
+                    print(repr(value))
+            return None, None
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt are the user's too
+            return _format_user_error(exc), type(exc).__name__
+        finally:
+            self.running_user_code = False
+
+    def restore_reserved(self) -> None:
+        self.globals.update(self.reserved)
+        self.globals["__builtins__"] = __builtins__
+        self.capture.reattach()
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+
+def _format_user_error(exc: BaseException) -> str:
+    """The traceback with this server's own frames removed, so it reads as the user's."""
+    summary = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    summary.stack = traceback.StackSummary.from_list(
+        [frame for frame in summary.stack if frame.filename != SERVER_FILE]
+    )
+    return "".join(summary.format()).rstrip()
+
+
+# ------------------------------------------------------------------ start-up
+
+DIAG = sys.__stderr__
+
+
+def main(argv: list[str] | None = None) -> int:
+    global DIAG
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-output-bytes", type=int, default=1 << 20)
+    parser.add_argument("--max-final-bytes", type=int, default=8 << 20)
+    args = parser.parse_args(argv)
+
+    # Private copies of the channel and of stderr (for the server's own fatal errors),
+    # marked close-on-exec so no child process inherits them.
+    channel = Channel(os.dup(0), os.dup(1))
+    DIAG = os.fdopen(os.dup(2), "w", buffering=1)
+    try:
+        repl = Repl(channel, OutputCapture(args.max_output_bytes), args.max_final_bytes)
+        signal.signal(signal.SIGINT, repl._on_sigint)
+        threading.Thread(target=repl.reader, name="repl-reader", daemon=True).start()
+        channel.send({"type": "ready", "version": PROTOCOL_VERSION, "python": sys.version.split()[0]})
+        repl.serve()
+    except BaseException:
+        traceback.print_exc(file=DIAG)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
