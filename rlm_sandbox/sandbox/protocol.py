@@ -32,7 +32,8 @@ MAX_PROMPTS_PER_REQUEST = 10_000
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a sandbox that sends "1" for an id is wrong, not helpfully coerced.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ---------------------------------------------------------------- sandbox -> host
