@@ -313,8 +313,10 @@ class Repl:
                     self.inbox.put(message)
         except Exception as exc:  # a broken channel ends the server, reported on the diag fd
             print(f"repl_server: channel read failed: {exc!r}", file=DIAG)
-        finally:
-            self.inbox.put(None)
+        # The host has hung up (closed, crashed or killed): no result can ever be read
+        # again, so end now rather than when the running code happens to finish. Exiting
+        # PID 1's child stops the container, and with it anything the code left running.
+        os._exit(0)
 
     def serve(self) -> None:
         handlers = {"exec": self.handle_exec, "context": self.handle_context}
