@@ -1,0 +1,217 @@
+"""Limits of one completion, and the shared budget that enforces them.
+
+One `Budget` belongs to one completion tree: the root RLM and every child started
+by `rlm_query`, at any depth, draw from the same object, so a child only ever gets
+what its ancestors left. Many threads use it at once (`llm_query_batched` fans out
+on the host), hence every check-and-update happens under one lock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlm_sandbox.errors import BudgetExceededError, CompletionTimeoutError
+
+__all__ = ["Budget", "ExhaustedReason", "Limits", "ModelUsage", "Usage"]
+
+ExhaustedReason = Literal["budget", "timeout"]
+
+
+class Limits(BaseModel):
+    """What one completion may spend. `None` means unlimited."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_depth: int = Field(default=1, gt=0)
+    """1: `rlm_query` is a plain model call; N: child RLMs nest down to depth N."""
+    max_iterations: int = Field(default=20, gt=0)
+    """Root-model turns per RLM node (each child has its own count)."""
+    max_llm_calls: int | None = Field(default=None, gt=0)
+    """Model calls across the whole tree, root turns included."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Input + output tokens across the whole tree."""
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Wall-clock deadline of the whole completion."""
+    exec_timeout_s: float = Field(default=60, gt=0)
+    """One execution of model-written code."""
+    llm_timeout_s: float = Field(default=300, gt=0)
+    """One model call, retries included."""
+    max_concurrency: int = Field(default=8, gt=0)
+    """Model calls in flight at once for one batched request."""
+
+
+class ModelUsage(BaseModel):
+    """Spend of one model (or the total over all models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Usage(BaseModel):
+    """A snapshot of a budget's spend: per model, and the total."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, ModelUsage] = Field(default_factory=dict)
+    total: ModelUsage = Field(default_factory=ModelUsage)
+
+
+class Budget:
+    """The thread-safe spend counter and deadline of one completion tree.
+
+    Protocol for every model call::
+
+        budget.reserve()                  # before the call; raises if nothing is left
+        try:
+            response = client.complete(...)
+        except LMError:
+            budget.record(model, 0, 0, 0.0)   # it was a real request: it counts
+            raise
+        budget.record(model, response.input_tokens, response.output_tokens, response.cost_usd)
+
+    `release()` returns a reserved slot that was never used for a request.
+
+    Calls are reserved up front, so `max_llm_calls` can never be overshot however
+    many threads race. Tokens and cost are only known once a call returns, so
+    those limits stop *new* calls once reached: calls already in flight finish and
+    are counted, and the final spend may cross `max_tokens` / `max_cost_usd` by
+    what those calls used.
+    """
+
+    def __init__(self, limits: Limits | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits or Limits()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._deadline = None if self.limits.timeout_s is None else self._started + self.limits.timeout_s
+        self._reserved = 0  # reserved calls, whether finished, failed or in flight
+        self._pending = 0  # reserved but not yet recorded or released
+        self._models: dict[str, ModelUsage] = {}
+        self._total = ModelUsage()
+
+    # -- deadline -------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """The deadline on this budget's clock (`time.monotonic` by default)."""
+        return self._deadline
+
+    def elapsed_s(self) -> float:
+        return self._clock() - self._started
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline (never negative); None without a deadline."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - self._clock())
+
+    def timed_out(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
+
+    def check_deadline(self) -> None:
+        if self.timed_out():
+            raise CompletionTimeoutError(
+                f"the completion's deadline passed (timeout_s={self.limits.timeout_s:g}, "
+                f"elapsed {self.elapsed_s():.1f}s)"
+            )
+
+    def clamp_timeout(self, timeout_s: float | None) -> float | None:
+        """The smaller of `timeout_s` and what is left of the deadline (None = unbounded)."""
+        remaining = self.remaining_s()
+        if remaining is None:
+            return timeout_s
+        if timeout_s is None:
+            return remaining
+        return min(timeout_s, remaining)
+
+    # -- calls ----------------------------------------------------------------
+
+    def reserve(self) -> None:
+        """Claim one model call, or raise without claiming anything.
+
+        Raises CompletionTimeoutError once the deadline has passed, and
+        BudgetExceededError naming the limit when calls, tokens or cost are spent.
+        """
+        with self._lock:
+            self.check_deadline()
+            refusal = self._refusal_locked()
+            if refusal is not None:
+                raise BudgetExceededError(refusal)
+            self._reserved += 1
+            self._pending += 1
+
+    def release(self) -> None:
+        """Give back a reserved call that was never sent."""
+        with self._lock:
+            if self._pending <= 0:
+                raise RuntimeError("Budget.release() without a matching reserve()")
+            self._pending -= 1
+            self._reserved -= 1
+
+    def record(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """Account one finished call (successful or failed) against a reservation."""
+        if input_tokens < 0 or output_tokens < 0 or cost_usd < 0 or not math.isfinite(cost_usd):
+            raise ValueError(f"usage must be non-negative and finite, got {input_tokens}, {output_tokens}, {cost_usd}")
+        with self._lock:
+            if self._pending <= 0:
+                raise RuntimeError("Budget.record() without a matching reserve()")
+            self._pending -= 1
+            per_model = self._models.setdefault(model, ModelUsage())
+            for usage in (per_model, self._total):
+                usage.calls += 1
+                usage.input_tokens += input_tokens
+                usage.output_tokens += output_tokens
+                usage.cost_usd += cost_usd
+
+    @property
+    def calls_reserved(self) -> int:
+        with self._lock:
+            return self._reserved
+
+    @property
+    def calls_remaining(self) -> int | None:
+        if self.limits.max_llm_calls is None:
+            return None
+        with self._lock:
+            return max(0, self.limits.max_llm_calls - self._reserved)
+
+    # -- reporting ------------------------------------------------------------
+
+    def usage(self) -> Usage:
+        with self._lock:
+            return Usage(
+                models={name: u.model_copy() for name, u in sorted(self._models.items())},
+                total=self._total.model_copy(),
+            )
+
+    def exhausted_reason(self) -> ExhaustedReason | None:
+        """Why no new call may start, in the words of `stop_reason`; None if one may."""
+        if self.timed_out():
+            return "timeout"
+        with self._lock:
+            return "budget" if self._refusal_locked() is not None else None
+
+    def _refusal_locked(self) -> str | None:
+        limits = self.limits
+        if limits.max_llm_calls is not None and self._reserved >= limits.max_llm_calls:
+            return f"max_llm_calls={limits.max_llm_calls} reached: all {self._reserved} model calls are used"
+        if limits.max_tokens is not None and self._total.tokens >= limits.max_tokens:
+            return f"max_tokens={limits.max_tokens} reached: {self._total.tokens} tokens used"
+        if limits.max_cost_usd is not None and self._total.cost_usd >= limits.max_cost_usd:
+            return f"max_cost_usd={limits.max_cost_usd:g} reached: ${self._total.cost_usd:.4f} spent"
+        return None
