@@ -20,8 +20,10 @@ $(INSTALLED): pyproject.toml
 setup: $(INSTALLED)
 	$(BIN)/rlm-sandbox image build --fallback-bootstrap
 
+# The reference RLM demo: a magic number among a million lines of noise. Uses the
+# real model when OPENAI_API_KEY (or .env) is set, else a scripted demo model.
 demo: setup
-	$(BIN)/rlm-sandbox exec -c "print(2+2)"
+	$(BIN)/rlm-sandbox niah
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -200,6 +200,135 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return 1 if result.error or result.timed_out else 0
 
 
+# ------------------------------------------------------------------ run / niah / view
+
+
+def _make_rlm(args: argparse.Namespace):
+    """An RLM from the shared model/limit/sandbox flags; the scripted demo model without a key."""
+    from .errors import MissingAPIKeyError
+    from .limits import Limits
+    from .lm import OpenAIClient
+    from .rlm import RLM
+    from .scripted import SCRIPTED_MODEL, ScriptedDemoModel
+
+    limits = Limits(
+        max_depth=args.max_depth,
+        max_iterations=args.max_iterations,
+        max_llm_calls=args.max_llm_calls,
+        max_tokens=args.max_tokens,
+        max_cost_usd=args.max_cost,
+        timeout_s=args.timeout,
+        exec_timeout_s=args.exec_timeout,
+    )
+    try:
+        client = OpenAIClient(args.model, base_url=args.base_url, api_key=None)
+        model = args.model
+    except MissingAPIKeyError:
+        err.print(
+            Panel(
+                "No API key (OPENAI_API_KEY, .env) and no --base-url: using a built-in scripted model that "
+                "writes the code a capable model would write. Set a key or --base-url for a real model.",
+                title="no model: scripted demo",
+                style="yellow",
+            )
+        )
+        client, model = ScriptedDemoModel(), SCRIPTED_MODEL
+    if args.no_sandbox:
+        err.print(Panel("--no-sandbox: model-written code runs on this machine with no isolation.", style="bold red"))
+        warnings.filterwarnings("ignore", message="LocalSandbox runs model-written code")
+        sandbox: bool | SandboxConfig = False
+    else:
+        sandbox = SandboxConfig(runtime=args.runtime, exec_timeout_s=args.exec_timeout)
+    return RLM(
+        model=model,
+        sub_model=args.sub_model,
+        client=client,
+        sandbox=sandbox,
+        limits=limits,
+        log_dir=args.log_dir,
+        verbose=args.verbose,
+    )
+
+
+def _summary_table(result, extra: dict[str, str] | None = None) -> Table:
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    colour = "green" if result.stop_reason == "final" else "yellow"
+    rows = {
+        "stop reason": f"[{colour}]{result.stop_reason}[/{colour}]",
+        "turns": str(result.iterations),
+        "wall time": f"{result.elapsed_s:.2f} s",
+        "waiting for models": f"{result.timings.model_s:.2f} s",
+        "sandbox (start + exec)": f"{result.timings.sandbox_start_s + result.timings.exec_s:.2f} s "
+        f"({result.sandboxes_started} sandbox{'es' if result.sandboxes_started != 1 else ''})",
+        "model calls": str(result.usage.total.calls),
+        "tokens in / out": f"{result.usage.total.input_tokens:,} / {result.usage.total.output_tokens:,}",
+        "cost": f"${result.usage.total.cost_usd:.4f}",
+    }
+    if result.trajectory_path:
+        rows["trajectory"] = escape(result.trajectory_path)
+    if result.error:
+        rows["error"] = f"[red]{escape(result.error)}[/red]"
+    rows.update(extra or {})
+    for key, value in rows.items():
+        table.add_row(f"[bold]{key}[/bold]", value)
+    return table
+
+
+def _read_context(source: str):
+    import json
+    from pathlib import Path
+
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    if source.endswith(".json"):
+        return json.loads(text)
+    return text
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    context = _read_context(args.context)
+    result = _make_rlm(args).completion(context, args.query)
+    if args.json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        err.print(_summary_table(result))
+        sys.stdout.write((result.answer or "") + "\n")
+    return 0 if result.stop_reason == "final" else 1
+
+
+def cmd_niah(args: argparse.Namespace) -> int:
+    from .evals.niah import NIAH_QUERY, make_haystack
+
+    started = time.monotonic()
+    haystack = make_haystack(args.lines, seed=args.seed)
+    err.print(
+        f"haystack: {haystack.lines:,} lines, {len(haystack.text) / 1e6:.1f} MB, "
+        f"made in {time.monotonic() - started:.2f} s; the needle is on line {haystack.needle_line:,}"
+    )
+    result = _make_rlm(args).completion(haystack.text, NIAH_QUERY)
+    found = (result.answer or "").strip() == haystack.magic_number
+    mark = "[green]✓ found[/green]" if found else "[red]✗ not found[/red]"
+    if args.json:
+        payload = result.model_dump() | {"expected": haystack.magic_number, "found": found}
+        import json
+
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        err.print(_summary_table(result, {"expected": haystack.magic_number, "check": mark}))
+        out.print(f"magic number: [bold]{escape(result.answer or '(none)')}[/bold] {mark}")
+    return 0 if found else 1
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .trajectory import read_trajectory, trajectory_tree
+
+    events = read_trajectory(args.file)
+    if not events:
+        err.print(f"[red]no events in {escape(args.file)}[/red]")
+        return 1
+    out.print(trajectory_tree(events))
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -242,12 +371,56 @@ def _add_exec(commands: argparse._SubParsersAction) -> None:
     exec_.set_defaults(handler=cmd_exec)
 
 
+def _add_rlm_options(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="gpt-5-mini", help="root model (default: %(default)s)")
+    model.add_argument("--sub-model", default=None, help="model for llm_query (default: --model)")
+    model.add_argument("--base-url", default=None, help="any OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama...)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-depth", type=int, default=1, help="1: llm_query only; N: rlm_query nests N-1 levels")
+    limits.add_argument("--max-iterations", type=int, default=20)
+    limits.add_argument("--max-llm-calls", type=int, default=None)
+    limits.add_argument("--max-tokens", type=int, default=None)
+    limits.add_argument("--max-cost", type=float, default=None, metavar="USD")
+    limits.add_argument("--timeout", type=float, default=None, metavar="S", help="wall clock for the whole run")
+    limits.add_argument("--exec-timeout", type=float, default=60, metavar="S", help="per code block")
+    sandbox = parser.add_argument_group("sandbox")
+    sandbox.add_argument("--runtime", choices=RUNTIMES, default="runc")
+    sandbox.add_argument("--no-sandbox", action="store_true", help="run model code as a local process (isolates nothing)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--log-dir", default=None, help="write the trajectory as JSONL here")
+    output.add_argument("-v", "--verbose", action="store_true", help="show every turn live")
+    output.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="answer a query over a context of any size")
+    run.add_argument("--context", required=True, metavar="FILE", help="text file, .json file, or - for stdin")
+    run.add_argument("--query", required=True)
+    _add_rlm_options(run)
+    run.set_defaults(handler=cmd_run)
+
+
+def _add_niah(commands: argparse._SubParsersAction) -> None:
+    niah = commands.add_parser("niah", help="needle in a haystack: find a magic number in ~1M lines of noise")
+    niah.add_argument("--lines", type=int, default=1_000_000)
+    niah.add_argument("--seed", type=int, default=None)
+    _add_rlm_options(niah)
+    niah.set_defaults(handler=cmd_niah)
+
+
+def _add_view(commands: argparse._SubParsersAction) -> None:
+    view = commands.add_parser("view", help="render a saved trajectory (JSONL) as a tree")
+    view.add_argument("file")
+    view.set_defaults(handler=cmd_view)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlm-sandbox", description="Recursive Language Models with model-written code in a hardened sandbox."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_image, _add_gc, _add_doctor, _add_exec):
+    for add in (_add_run, _add_niah, _add_view, _add_exec, _add_image, _add_gc, _add_doctor):
         add(commands)
     return parser
 
@@ -261,3 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""rlm-sandbox: Recursive Language Models with model-written code in a hardened sandbox."""
+
+from .errors import (
+    BudgetExceededError,
+    CompletionTimeoutError,
+    LMError,
+    MissingAPIKeyError,
+    ProtocolError,
+    RLMSandboxError,
+    SandboxDiedError,
+    SandboxError,
+)
+from .limits import Limits, Usage
+from .rlm import RLM, RLMResult
+from .sandbox.base import ExecResult, Sandbox
+from .sandbox.config import SandboxConfig
+from .sandbox.docker import DockerSandbox
+from .sandbox.local import LocalSandbox
+
+__all__ = [
+    "RLM",
+    "RLMResult",
+    "Limits",
+    "Usage",
+    "SandboxConfig",
+    "Sandbox",
+    "DockerSandbox",
+    "LocalSandbox",
+    "ExecResult",
+    "RLMSandboxError",
+    "SandboxError",
+    "SandboxDiedError",
+    "ProtocolError",
+    "LMError",
+    "MissingAPIKeyError",
+    "BudgetExceededError",
+    "CompletionTimeoutError",
+]

@@ -1,0 +1,184 @@
+"""The event log of one completion: a JSONL file, and live listeners (verbose output).
+
+Line one is metadata; then one event per model call, exec and sub-call, each naming
+its node, parent and depth. Events carry only what is new at that step (the model's
+reply, the code, its output), never the whole history again, so a long run's log
+grows linearly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+Listener = Callable[[dict[str, Any]], None]
+
+# Long fields are cut in the log; the model saw at most this much of an output anyway.
+MAX_FIELD_CHARS = 50_000
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return value[:MAX_FIELD_CHARS] + f"[... {len(value) - MAX_FIELD_CHARS:,} more characters not logged]"
+    return value
+
+
+class Trajectory:
+    """Thread-safe: nodes of one tree run concurrently (batched rlm_query)."""
+
+    def __init__(self, log_dir: str | Path | None = None, listeners: list[Listener] | None = None) -> None:
+        self.run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        self.path: Path | None = None
+        self._file = None
+        if log_dir is not None:
+            directory = Path(log_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.path = directory / f"rlm-{self.run_id}.jsonl"
+            self._file = self.path.open("w", encoding="utf-8")
+        self._listeners = list(listeners or [])
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+
+    def emit(self, event_type: str, **fields: Any) -> None:
+        event = {"type": event_type, "t": round(time.monotonic() - self._started, 6)}
+        event.update({key: _clip(value) for key, value in fields.items()})
+        with self._lock:
+            if self._file is not None:
+                self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+                self._file.flush()
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:  # a broken display must never break the run
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_trajectory(path: str | Path) -> list[dict[str, Any]]:
+    """All events of a saved trajectory; a torn last line (crash mid-write) is skipped."""
+    events = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+# ------------------------------------------------------------------ rendering
+# One formatter serves both the live view (verbose=True) and `rlm-sandbox view FILE`.
+
+from rich.console import Console, Group  # noqa: E402
+from rich.panel import Panel  # noqa: E402
+from rich.syntax import Syntax  # noqa: E402
+from rich.text import Text  # noqa: E402
+from rich.tree import Tree  # noqa: E402
+
+_SHOWN_CHARS = 1_500
+
+
+def _short(text: str | None, limit: int = _SHOWN_CHARS) -> str:
+    text = (text or "").rstrip()
+    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
+
+
+def _node_label(event: dict[str, Any]) -> str:
+    return f"node {event.get('node')} · depth {event.get('depth', '?')}"
+
+
+def render_event(event: dict[str, Any]):
+    """A rich renderable for one event, or None for events not worth showing."""
+    kind = event["type"]
+    if kind == "metadata":
+        context = event.get("context", {})
+        return Text.assemble(
+            ("RLM ", "bold"),
+            f"{event.get('model')} (sub: {event.get('sub_model')}) · context: {context.get('type_name')} of "
+            f"{context.get('total_chars', 0):,} chars\n",
+            ("query: ", "bold"),
+            str(event.get("query", "")),
+        )
+    if kind == "model_call":
+        title = (
+            f"{_node_label(event)} · turn {event.get('iteration')} · {event.get('model')} · "
+            f"{event.get('input_tokens', 0):,}→{event.get('output_tokens', 0):,} tokens · {event.get('duration_s', 0):.2f}s"
+        )
+        return Panel(Text(_short(event.get("response"))), title=title, title_align="left", border_style="blue")
+    if kind == "exec":
+        failed = bool(event.get("error"))
+        output = _short("\n".join(part for part in (event.get("stdout"), event.get("stderr"), event.get("error")) if part))
+        flags = [f"{event.get('duration_s', 0) * 1000:.1f} ms"]
+        if event.get("timed_out"):
+            flags.append("timed out")
+        if event.get("restarted"):
+            flags.append("sandbox restarted")
+        if event.get("final") is not None:
+            flags.append("FINAL")
+        return Panel(
+            Group(Syntax(_short(event.get("code")), "python", theme="ansi_dark"), Text(output or "(no output)")),
+            title=f"{_node_label(event)} · exec · " + " · ".join(flags),
+            title_align="left",
+            border_style="red" if failed else "green",
+        )
+    if kind == "sub_call":
+        status = f"[red]{event['error']}[/red]" if event.get("error") else "ok"
+        return Text.from_markup(
+            f"  ↳ {event.get('kind')}_query from {_node_label(event)}: {event.get('prompt_chars', 0):,} chars, "
+            f"{event.get('duration_s', 0):.2f}s, {status}"
+        )
+    if kind == "result":
+        colour = "green" if event.get("stop_reason") == "final" else "yellow"
+        usage = event.get("usage", {}).get("total", {})
+        return Text.from_markup(
+            f"[bold {colour}]{event.get('stop_reason')}[/] after {event.get('iterations')} turns, "
+            f"{event.get('elapsed_s', 0):.2f}s · {usage.get('calls', 0)} model calls · "
+            f"{usage.get('input_tokens', 0) + usage.get('output_tokens', 0):,} tokens · ${usage.get('cost_usd', 0):.4f}\n"
+            f"[bold]answer:[/] {_short(event.get('answer'), 500)}"
+        )
+    return None
+
+
+class LiveView:
+    """A listener that prints each event as it happens."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        renderable = render_event(event)
+        if renderable is not None:
+            self.console.print(renderable)
+
+
+def trajectory_tree(events: list[dict[str, Any]]) -> Tree:
+    """A saved trajectory as a tree: nodes nest under the node whose code started them."""
+    meta = next((e for e in events if e["type"] == "metadata"), {})
+    root = Tree(render_event(meta) or Text("trajectory"))
+    branches: dict[Any, Tree] = {}
+    for event in events:
+        kind = event["type"]
+        if kind == "node_start":
+            parent = branches.get(event.get("parent"), root)
+            branches[event["node"]] = parent.add(
+                Text.assemble((f"{_node_label(event)}", "bold magenta"), f" · {_short(event.get('query'), 120)}")
+            )
+        elif kind == "node_end":
+            branch = branches.get(event.get("node"), root)
+            branch.add(Text(f"■ {event.get('stop_reason')}: {_short(event.get('answer'), 200)}", style="bold"))
+        else:
+            renderable = render_event(event)
+            if renderable is not None and kind != "metadata":
+                branches.get(event.get("node"), root).add(renderable)
+    return root
