@@ -241,16 +241,25 @@ class Sandbox(ABC):
         next(iter(context_frames(context)))  # type errors surface before anything is sent
         self._ensure_running()
         self._context, self._has_context = context, True
-        try:
-            self._stream_context()
-        except (_ChannelClosed, ProtocolError, OSError) as exc:
-            cause = self._explain_death() if isinstance(exc, _ChannelClosed) else str(exc)
-            self._context, self._has_context = None, False
-            self.restart()
-            raise SandboxDiedError(
-                f"the sandbox failed while loading the context ({cause}); it was restarted without one",
-                cause=cause,
-            ) from None
+        # Two attempts: a sandbox that died while idle (a warm one killed from outside)
+        # is replaced and loaded again; one that dies twice is failing on the context.
+        for attempt in (1, 2):
+            try:
+                self._stream_context()
+                return
+            except (_ChannelClosed, ProtocolError, OSError) as exc:
+                cause = self._explain_death() if isinstance(exc, _ChannelClosed) else str(exc)
+                if attempt == 1:
+                    self._transport = None
+                    self._terminate()
+                    self._start_process()
+                    continue
+                self._context, self._has_context = None, False
+                self.restart()
+                raise SandboxDiedError(
+                    f"the sandbox failed while loading the context ({cause}); it was restarted without one",
+                    cause=cause,
+                ) from None
 
     def _stream_context(self) -> None:
         transport = self._ensure_running()
