@@ -71,21 +71,23 @@ class Channel:
             while data:
                 data = data[os.write(self.write_fd, data) :]
 
-    def _read_exact(self, size: int) -> bytes | None:
-        chunks = []
-        while size:
-            chunk = os.read(self.read_fd, min(size, 1 << 20))
-            if not chunk:
+    def read_exact(self, size: int) -> bytearray | None:
+        """Exactly `size` bytes, read straight into one buffer; None at end of stream."""
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        filled = 0
+        while filled < size:
+            count = os.readv(self.read_fd, [view[filled : filled + (8 << 20)]])
+            if not count:
                 return None
-            chunks.append(chunk)
-            size -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            filled += count
+        return buffer
 
     def recv(self) -> dict | None:
-        header = self._read_exact(4)
+        header = self.read_exact(4)
         if header is None:
             return None
-        body = self._read_exact(int.from_bytes(header, "big"))
+        body = self.read_exact(int.from_bytes(header, "big"))
         return None if body is None else json.loads(body)
 
 
@@ -232,7 +234,6 @@ class Repl:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.running_user_code = False
         self.final: str | None = None
-        self._context_parts: list[str] = []
         self.globals: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         self.reserved = self._reserved_values(context=None)
         self.globals.update(self.reserved)
@@ -309,8 +310,13 @@ class Repl:
                     break
                 if message.get("type") == "llm_result":
                     self.bridge.deliver(message)
-                else:
-                    self.inbox.put(message)
+                    continue
+                if message.get("type") == "context":
+                    # The payload follows its header as raw bytes (see the host's encode_context).
+                    message["payload"] = self.channel.read_exact(message["bytes"])
+                    if message["payload"] is None:
+                        break
+                self.inbox.put(message)
         except Exception as exc:  # a broken channel ends the server, reported on the diag fd
             print(f"repl_server: channel read failed: {exc!r}", file=DIAG)
         # The host has hung up (closed, crashed or killed): no result can ever be read
@@ -334,15 +340,12 @@ class Repl:
             handler(message)
 
     def handle_context(self, message: dict) -> None:
-        self._context_parts.append(message["data"])
-        if not message.get("last"):
-            return
-        text = "".join(self._context_parts)
-        self._context_parts = []
-        reply = {"type": "context_loaded", "kind": "str", "length": len(text)}
+        payload = message.pop("payload")
+        reply = {"type": "context_loaded", "kind": "str", "length": 0}
         try:
-            value = json.loads(text) if message.get("encoding") == "json" else text
-            del text
+            # Decode straight from the received buffer: one copy, then the buffer goes.
+            value = json.loads(payload) if message.get("encoding") == "json" else payload.decode("utf-8", "surrogatepass")
+            del payload
             reply["kind"] = type(value).__name__
             reply["length"] = len(value)
             self.reserved["context"] = value

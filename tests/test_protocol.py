@@ -11,13 +11,12 @@ from hypothesis import strategies as st
 
 from rlm_sandbox.errors import ProtocolError
 from rlm_sandbox.sandbox.protocol import (
-    CONTEXT_CHUNK_CHARS,
     ExecDone,
     FrameDecoder,
     LLMRequest,
     Ready,
-    context_frames,
     decode_sandbox_message,
+    encode_context,
 )
 
 
@@ -69,20 +68,15 @@ def test_error_message_does_not_echo_a_huge_body():
     assert len(str(info.value)) < 500
 
 
-@pytest.mark.parametrize("context", ["", "short", "x" * (CONTEXT_CHUNK_CHARS * 2 + 5), ["a", 1], {"k": "v"}])
-def test_context_frames_reassemble(context):
-    pieces, encodings, lasts = [], set(), []
-    for frame in context_frames(context):
-        (length,) = struct.unpack(">I", frame[:4])
-        message = json.loads(frame[4:])
-        assert length == len(frame) - 4
-        assert len(message["data"]) <= CONTEXT_CHUNK_CHARS
-        pieces.append(message["data"])
-        encodings.add(message["encoding"])
-        lasts.append(message["last"])
-    assert lasts[-1] is True and not any(lasts[:-1])
-    text = "".join(pieces)
-    assert (text if encodings == {"text"} else json.loads(text)) == context
+@pytest.mark.parametrize("context", ["", "short", "ünï ✓\n" * 1000, ["a", 1], {"k": "v"}])
+def test_context_is_a_header_frame_then_raw_utf8(context):
+    header, payload = encode_context(context)
+    (length,) = struct.unpack(">I", header[:4])
+    message = json.loads(header[4:])
+    assert length == len(header) - 4
+    assert message["bytes"] == len(payload)
+    text = payload.decode("utf-8")
+    assert (text if message["encoding"] == "text" else json.loads(text)) == context
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)

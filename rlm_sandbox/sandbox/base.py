@@ -33,9 +33,10 @@ from .protocol import (
     ExecDone,
     FrameDecoder,
     LLMRequest,
+    CONTEXT_SEND_SLICE,
     Ready,
-    context_frames,
     decode_sandbox_message,
+    encode_context,
     exec_frame,
     llm_result_frame,
     shutdown_frame,
@@ -107,8 +108,8 @@ class Sandbox(ABC):
         self._decoder = FrameDecoder(self.config.max_frame_bytes)
         self._frames: collections.deque[bytes] = collections.deque()
         self._exec_ids = itertools.count(1)
-        self._context: Any = None
-        self._has_context = False
+        # Kept encoded so a restart reloads it without encoding it again.
+        self._encoded_context: tuple[bytes, bytes] | None = None
         self._closed = False
         self.restarts = 0
 
@@ -180,7 +181,7 @@ class Sandbox(ABC):
         self._terminate()
         self._start_process()
         self.restarts += 1
-        if self._has_context:
+        if self._encoded_context is not None:
             self._stream_context()
 
     def _start_process(self) -> None:
@@ -238,9 +239,9 @@ class Sandbox(ABC):
 
     def load_context(self, context: str | list | dict) -> None:
         """Make `context` the value of the variable `context` inside the sandbox."""
-        next(iter(context_frames(context)))  # type errors surface before anything is sent
+        encoded = encode_context(context)  # type errors surface before anything is sent
         self._ensure_running()
-        self._context, self._has_context = context, True
+        self._encoded_context = encoded
         # Two attempts: a sandbox that died while idle (a warm one killed from outside)
         # is replaced and loaded again; one that dies twice is failing on the context.
         for attempt in (1, 2):
@@ -254,7 +255,7 @@ class Sandbox(ABC):
                     self._terminate()
                     self._start_process()
                     continue
-                self._context, self._has_context = None, False
+                self._encoded_context = None
                 self.restart()
                 raise SandboxDiedError(
                     f"the sandbox failed while loading the context ({cause}); it was restarted without one",
@@ -263,11 +264,13 @@ class Sandbox(ABC):
 
     def _stream_context(self) -> None:
         transport = self._ensure_running()
-        size = 0
-        for frame in context_frames(self._context):
-            size += len(frame)
-            transport.send(frame, timeout=self.config.start_timeout_s)
-        deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + size / _CONTEXT_LOAD_MIN_RATE
+        assert self._encoded_context is not None
+        header, payload = self._encoded_context
+        transport.send(header, timeout=self.config.start_timeout_s)
+        view = memoryview(payload)
+        for offset in range(0, len(payload), CONTEXT_SEND_SLICE):
+            transport.send(view[offset : offset + CONTEXT_SEND_SLICE], timeout=self.config.start_timeout_s)
+        deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
         message = self._read_message(deadline)
         if message is None:
             raise SandboxError("the sandbox did not confirm the context in time")
@@ -385,7 +388,7 @@ class Sandbox(ABC):
     def _recover(self, reason: str, error_type: str, started: float, *, timed_out: bool = False) -> ExecResult:
         """Replace a dead, stuck or misbehaving sandbox and report what was lost."""
         self.restart()
-        reloaded = " and the context was reloaded" if self._has_context else ""
+        reloaded = " and the context was reloaded" if self._encoded_context is not None else ""
         return ExecResult(
             error=f"{reason}. The sandbox was restarted: all variables were lost{reloaded}.",
             error_type=error_type,

@@ -23,9 +23,9 @@ from ..errors import ProtocolError
 PROTOCOL_VERSION = "1"
 HEADER = struct.Struct(">I")
 MAX_SANDBOX_FRAME_BYTES = 16 * 1024 * 1024
-# Characters per context frame: big enough that per-frame overhead vanishes, small
-# enough that neither side holds more than a few MiB of framing at once.
-CONTEXT_CHUNK_CHARS = 4 * 1024 * 1024
+# A context payload is written in slices of this size, so a send timeout applies to
+# each slice rather than to the whole (possibly gigabyte) payload.
+CONTEXT_SEND_SLICE = 4 * 1024 * 1024
 # A single llm_request may carry at most this many prompts; a batch larger than this
 # is a sandbox trying to make the host allocate, not a real workload.
 MAX_PROMPTS_PER_REQUEST = 10_000
@@ -128,33 +128,25 @@ def shutdown_frame() -> bytes:
     return encode_frame({"type": "shutdown"})
 
 
-def context_frames(context: str | list | dict):
-    """Yield the frames that stream `context` into the sandbox, chunk by chunk.
+def encode_context(context: str | list | dict) -> tuple[bytes, bytes]:
+    """The header frame and the raw payload that load `context` into the sandbox.
 
-    A str travels as text; a list or dict as one JSON document split into chunks,
-    parsed once on the far side. Either way no frame holds more than
-    CONTEXT_CHUNK_CHARS characters.
+    The payload is UTF-8 (a str as is; a list or dict as one JSON document) and follows
+    its header frame on the stream as plain bytes, not JSON: escaping a 100 MB text
+    into JSON and back costs more than moving it. This is the one place the protocol
+    carries raw bytes, and only towards the sandbox, whose parser trusts the host.
     """
     if isinstance(context, str):
-        encoding, payload = "text", context
+        encoding, payload = "text", context.encode("utf-8", "surrogatepass")
     elif isinstance(context, (list, dict)):
         encoding = "json"
         try:
-            payload = json.dumps(context, ensure_ascii=False)
+            payload = json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"context must be JSON-serialisable: {exc}") from None
     else:
         raise TypeError(f"context must be str, list or dict, not {type(context).__name__}")
-    total = len(payload)
-    start = 0
-    while True:
-        end = min(start + CONTEXT_CHUNK_CHARS, total)
-        yield encode_frame(
-            {"type": "context", "encoding": encoding, "data": payload[start:end], "last": end >= total}
-        )
-        if end >= total:
-            return
-        start = end
+    return encode_frame({"type": "context", "encoding": encoding, "bytes": len(payload)}), payload
 
 
 class FrameDecoder:

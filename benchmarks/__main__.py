@@ -1,0 +1,96 @@
+"""`python -m benchmarks [--quick] [--out FILE] [--only NAME ...]`
+
+Runs each measurement side by side on this machine, prints a rich table per
+measurement to stderr and the whole result as JSON to stdout (or --out).
+--quick takes few samples and small sizes: it proves the benchmark works (CI), the
+numbers it prints are not for quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+from rich.console import Console
+from rich.table import Table
+
+from . import measures
+
+console = Console(stderr=True, highlight=False)
+
+FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3}
+QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1}
+
+
+def plan(settings: dict, runtimes: list[str]) -> dict:
+    kinds = runtimes + ["local"]
+    return {
+        "exec_round_trip": lambda: measures.exec_round_trip(kinds, settings["repeat"], settings["docker_exec_repeat"]),
+        "llm_query_round_trip": lambda: measures.llm_round_trip(kinds, settings["repeat"]),
+        "sandbox_start": lambda: measures.sandbox_start(kinds, settings["start_repeat"]),
+        "context_load": lambda: measures.context_load(kinds, settings["sizes_mb"]),
+        "idle_memory": lambda: measures.idle_memory(runtimes, settings["idle"]),
+        "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
+    }
+
+
+def show(name: str, rows: dict) -> None:
+    columns: list[str] = []
+    for values in rows.values():
+        for key in values:
+            if key not in columns:
+                columns.append(key)
+    table = Table(title=name, title_justify="left")
+    table.add_column("variant")
+    for column in columns:
+        table.add_column(column, justify="right")
+    floor = None
+    if name == "exec_round_trip":
+        floor = rows.get("runc sandbox", {}).get("p50_ms")
+        table.add_column("p50 vs runc", justify="right")
+    for variant, values in rows.items():
+        cells = [str(values.get(column, "")) for column in columns]
+        if floor:
+            cells.append(f"{values['p50_ms'] / floor:.2f}x")
+        table.add_row(variant, *cells)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few samples, small sizes (for CI)")
+    parser.add_argument("--out", help="write the JSON here instead of stdout")
+    parser.add_argument("--only", nargs="*", help="run only these measurements")
+    args = parser.parse_args(argv)
+
+    settings = QUICK if args.quick else FULL
+    runtimes = measures.available_runtimes()
+    steps = plan(settings, runtimes)
+    chosen = args.only or list(steps)
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "machine": measures.machine(),
+        "settings": settings,
+        "results": {},
+    }
+    for name in chosen:
+        started = time.monotonic()
+        with console.status(f"measuring {name}…"):
+            rows = steps[name]()
+        report["results"][name] = rows
+        show(f"{name}  ({time.monotonic() - started:.1f} s)", rows)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""One function per measurement. Each returns plain dicts (JSON-ready) of numbers.
+
+Timings are wall-clock `perf_counter` around real operations against real containers;
+nothing is simulated. Sample counts come from the caller (quick mode for CI).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+from rlm_sandbox.sandbox.config import SandboxConfig
+from rlm_sandbox.sandbox.docker import DockerSandbox, docker_client
+from rlm_sandbox.sandbox.local import IsolationWarning, LocalSandbox
+from rlm_sandbox.sandbox.pool import SandboxPool
+
+MiB = 1024 * 1024
+
+
+def summarize(samples_s: list[float]) -> dict[str, float]:
+    """p50/p95/mean in milliseconds."""
+    ordered = sorted(samples_s)
+    p95_index = min(len(ordered) - 1, max(0, round(0.95 * (len(ordered) - 1))))
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 4),
+        "p95_ms": round(ordered[p95_index] * 1000, 4),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 4),
+    }
+
+
+def timed(operation: Callable[[], Any], repeat: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        operation()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        operation()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def make(kind: str, config: SandboxConfig | None = None, **handlers):
+    config = config or SandboxConfig()
+    if kind == "local":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IsolationWarning)
+            return LocalSandbox(config, **handlers)
+    return DockerSandbox(config.model_copy(update={"runtime": kind}), **handlers)
+
+
+def available_runtimes() -> list[str]:
+    runtimes = set((docker_client().info().get("Runtimes") or {}).keys())
+    return [name for name in ("runc", "runsc") if name in runtimes]
+
+
+# ------------------------------------------------------------------ 1. exec round trip
+
+
+def exec_round_trip(kinds: list[str], repeat: int, docker_exec_repeat: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
+    results["in-process exec (floor)"] = summarize(timed(lambda: exec("x = 1", namespace), repeat * 10))
+    for kind in kinds:
+        with make(kind) as sandbox:
+            results[f"{kind} sandbox"] = summarize(timed(lambda: sandbox.execute("x = 1"), repeat))
+            if kind == "runc":
+                results["docker exec python -c (fresh interpreter)"] = summarize(
+                    timed(lambda: _docker_exec(sandbox.container_id), docker_exec_repeat, warmup=1)
+                )
+    return results
+
+
+def _docker_exec(container_id: str) -> None:
+    client = docker_client()
+    created = client.api.exec_create(container_id, ["python3", "-c", "x = 1"], user="65534:65534")
+    client.api.exec_start(created["Id"])
+    if client.api.exec_inspect(created["Id"])["ExitCode"] != 0:
+        raise RuntimeError("docker exec failed")
+
+
+# ------------------------------------------------------------------ 2. llm_query round trip
+
+_LLM_LOOP = """
+import time
+samples = []
+for _ in range({n}):
+    t = time.perf_counter()
+    llm_query("ping")
+    samples.append(time.perf_counter() - t)
+samples.sort()
+print(samples[len(samples) // 2], samples[int(0.95 * (len(samples) - 1))])
+"""
+
+
+def llm_round_trip(kinds: list[str], repeat: int) -> dict[str, Any]:
+    """Measured inside the sandbox: code -> host handler -> code, zero-latency handler."""
+    results = {}
+    for kind in kinds:
+        with make(kind, llm_handler=lambda prompts, model: ["pong"] * len(prompts)) as sandbox:
+            sandbox.execute(_LLM_LOOP.format(n=10))
+            result = sandbox.execute(_LLM_LOOP.format(n=repeat), timeout_s=300)
+            p50, p95 = (float(v) for v in result.stdout.split())
+            results[f"{kind} sandbox"] = {"n": repeat, "p50_ms": round(p50 * 1000, 4), "p95_ms": round(p95 * 1000, 4)}
+    return results
+
+
+# ------------------------------------------------------------------ 3. sandbox start
+
+
+def sandbox_start(kinds: list[str], repeat: int) -> dict[str, Any]:
+    results = {}
+    for kind in kinds:
+        samples = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            sandbox = make(kind).start()
+            samples.append(time.perf_counter() - started)
+            sandbox.close()
+        results[f"{kind} cold start"] = summarize(samples)
+        if kind == "local":
+            continue
+        samples = []
+        with SandboxPool(SandboxConfig(runtime=kind), size=1) as pool:
+            for _ in range(repeat):
+                pool.wait_until_warm(timeout_s=60)
+                started = time.perf_counter()
+                sandbox = pool.acquire()
+                samples.append(time.perf_counter() - started)
+                sandbox.close()
+        results[f"{kind} from warm pool"] = summarize(samples)
+    return results
+
+
+# ------------------------------------------------------------------ 4. context load
+
+
+def context_load(kinds: list[str], sizes_mb: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    line = "lorem ipsum dolor sit amet, consectetur adipiscing elit 0123456789\n"
+    for size in sizes_mb:
+        text = line * (size * MiB // len(line))
+        # A str of N MB needs about 2N inside (frames, then the joined value): give it room.
+        memory = f"{max(512, 3 * size + 256)}m"
+        for kind in kinds:
+            config = SandboxConfig(mem_limit=memory)
+            with make(kind, config) as sandbox:
+                started = time.perf_counter()
+                sandbox.load_context(text)
+                seconds = time.perf_counter() - started
+                check = sandbox.execute("len(context)").stdout.strip()
+            if check != str(len(text)):
+                raise RuntimeError(f"context of {size} MB arrived as {check} characters")
+            results[f"{kind} {size} MB"] = {"seconds": round(seconds, 4), "mb_per_s": round(len(text) / MiB / seconds, 1)}
+        del text
+        gc.collect()
+    return results
+
+
+# ------------------------------------------------------------------ 5. idle memory
+
+
+def _cgroup_memory(container_id: str) -> dict[str, int] | None:
+    """Memory charged to the container's cgroup (cgroup v1, cgroupfs driver), or None."""
+    base = f"/sys/fs/cgroup/memory/docker/{container_id}"
+    try:
+        usage = int(open(f"{base}/memory.usage_in_bytes").read())
+        stat = dict(line.split() for line in open(f"{base}/memory.stat"))
+    except OSError:
+        return None
+    return {"usage": usage, "rss": int(stat.get("total_rss", 0)), "cache": int(stat.get("total_cache", 0))}
+
+
+def _host_rss() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def idle_memory(kinds: list[str], count: int) -> dict[str, Any]:
+    results = {}
+    for kind in kinds:
+        if kind == "local":
+            continue
+        gc.collect()
+        rss_before = _host_rss()
+        sandboxes = [make(kind).start() for _ in range(count)]
+        try:
+            time.sleep(2)  # let start-up allocations settle
+            readings = [_cgroup_memory(sandbox.container_id) for sandbox in sandboxes]
+            rss_after = _host_rss()
+        finally:
+            for sandbox in sandboxes:
+                sandbox.close()
+        found = [r for r in readings if r is not None]
+        entry: dict[str, Any] = {
+            "sandboxes": count,
+            "host_side_mb_per_sandbox": round((rss_after - rss_before) / count / MiB, 2),
+        }
+        if found:
+            entry["container_usage_mb"] = round(statistics.fmean(r["usage"] for r in found) / MiB, 2)
+            entry["container_rss_mb"] = round(statistics.fmean(r["rss"] for r in found) / MiB, 2)
+            entry["container_cache_mb"] = round(statistics.fmean(r["cache"] for r in found) / MiB, 2)
+        else:
+            entry["container_usage_mb"] = None
+            entry["note"] = "no per-container memory cgroup readable (gVisor keeps its own accounting)"
+        results[f"{kind}"] = entry
+    return results
+
+
+# ------------------------------------------------------------------ 6. NIAH end to end
+
+
+def niah_end_to_end(kinds: list[str], lines: int, repeat: int) -> dict[str, Any]:
+    from rlm_sandbox import RLM
+    from rlm_sandbox.evals.niah import NIAH_QUERY, make_haystack
+    from rlm_sandbox.scripted import SCRIPTED_MODEL, ScriptedDemoModel
+
+    haystack = make_haystack(lines, seed=1)
+    results: dict[str, Any] = {}
+    for kind in kinds:
+        samples, overheads = [], []
+        for _ in range(repeat):
+            with _quiet():
+                sandbox: Any = False if kind == "local" else SandboxConfig(runtime=kind)
+                rlm = RLM(model=SCRIPTED_MODEL, client=ScriptedDemoModel(), sandbox=sandbox)
+                result = rlm.completion(haystack.text, NIAH_QUERY)
+            if result.answer != haystack.magic_number:
+                raise RuntimeError(f"NIAH with {kind} answered {result.answer!r}")
+            samples.append(result.elapsed_s)
+            overheads.append(result.elapsed_s - result.timings.model_s)
+        results[f"{kind}"] = {
+            "lines": lines,
+            "wall_s_p50": round(statistics.median(samples), 4),
+            "not_waiting_for_model_s_p50": round(statistics.median(overheads), 4),
+        }
+    if "local" in results:
+        for kind in kinds:
+            if kind != "local":
+                results[f"{kind}"]["ratio_to_local"] = round(
+                    results[kind]["wall_s_p50"] / results["local"]["wall_s_p50"], 3
+                )
+    return results
+
+
+@contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IsolationWarning)
+        yield
+
+
+def machine() -> dict[str, Any]:
+    info = docker_client().info()
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "kernel": os.uname().release,
+        "docker": info.get("ServerVersion"),
+        "storage_driver": info.get("Driver"),
+        "cgroup": info.get("CgroupVersion"),
+        "runtimes": sorted((info.get("Runtimes") or {}).keys()),
+    }
