@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from rlm_sandbox.sandbox.config import SandboxConfig
-from rlm_sandbox.sandbox.docker import DockerSandbox, docker_client
-from rlm_sandbox.sandbox.local import IsolationWarning, LocalSandbox
+from rlm_sandbox.sandbox.docker import docker_client
+from rlm_sandbox.sandbox.local import IsolationWarning
 from rlm_sandbox.sandbox.pool import SandboxPool
 
 MiB = 1024 * 1024
@@ -47,12 +47,12 @@ def timed(operation: Callable[[], Any], repeat: int, warmup: int = 3) -> list[fl
 
 
 def make(kind: str, config: SandboxConfig | None = None, **handlers):
-    config = config or SandboxConfig()
-    if kind == "local":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", IsolationWarning)
-            return LocalSandbox(config, **handlers)
-    return DockerSandbox(config.model_copy(update={"runtime": kind}), **handlers)
+    from rlm_sandbox.sandbox import sandbox_for
+    from rlm_sandbox.sandbox.local import IsolationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IsolationWarning)  # tests and benchmarks know it isolates nothing
+        return sandbox_for(kind, config, **handlers)
 
 
 def available_runtimes() -> list[str]:

@@ -65,16 +65,13 @@ def sandbox_kind(request) -> str:
     return request.param
 
 
-def make_sandbox(kind: str, config: SandboxConfig | None = None, **kwargs):
-    from rlm_sandbox.sandbox.docker import DockerSandbox
-    from rlm_sandbox.sandbox.local import IsolationWarning, LocalSandbox
+def make_sandbox(kind: str, config: SandboxConfig | None = None, **handlers):
+    from rlm_sandbox.sandbox import sandbox_for
+    from rlm_sandbox.sandbox.local import IsolationWarning
 
-    config = config or SandboxConfig()
-    if kind == "local":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", IsolationWarning)
-            return LocalSandbox(config, **kwargs)
-    return DockerSandbox(config.model_copy(update={"runtime": kind}), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IsolationWarning)  # tests and benchmarks know it isolates nothing
+        return sandbox_for(kind, config, **handlers)
 
 
 @pytest.fixture(scope="session", autouse=True)

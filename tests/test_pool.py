@@ -11,7 +11,7 @@ from rlm_sandbox.sandbox.config import SandboxConfig
 from rlm_sandbox.sandbox.docker import LABEL_OWNER_PID, DockerSandbox
 from rlm_sandbox.sandbox.pool import SandboxPool
 
-from .fakes.fake_openai import FakeOpenAIServer, Reply
+from .fakes.fake_openai import FakeOpenAIServer
 from .test_rlm import recursive_program
 
 

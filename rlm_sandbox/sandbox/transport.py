@@ -34,7 +34,17 @@ class _Diagnostics:
         return self._data.decode("utf-8", "replace").strip()
 
 
-class AttachSocketTransport:
+class _TransportBase:
+    def __init__(self) -> None:
+        self._diagnostics = _Diagnostics()
+        self._eof = False
+
+    @property
+    def diagnostics(self) -> str:
+        return self._diagnostics.text()
+
+
+class AttachSocketTransport(_TransportBase):
     """A hijacked Docker attach connection of a container started without a TTY.
 
     Docker multiplexes stdout and stderr on it as frames of an 8-byte header (stream
@@ -44,14 +54,9 @@ class AttachSocketTransport:
     _MUX_HEADER = struct.Struct(">BxxxI")
 
     def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
         self._sock = sock
         self._mux = bytearray()
-        self._diagnostics = _Diagnostics()
-        self._eof = False
-
-    @property
-    def diagnostics(self) -> str:
-        return self._diagnostics.text()
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         # A paused or wedged sandbox stops reading; the timeout turns that into an
@@ -118,10 +123,11 @@ class AttachSocketTransport:
             pass
 
 
-class PipeTransport:
+class PipeTransport(_TransportBase):
     """The stdin/stdout/stderr pipes of a local subprocess."""
 
     def __init__(self, process: subprocess.Popen) -> None:
+        super().__init__()
         self._process = process
         self._stdin = process.stdin.fileno()
         # Non-blocking so a send with a timeout can never block inside os.write.
@@ -131,12 +137,6 @@ class PipeTransport:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._stdout, selectors.EVENT_READ)
         self._selector.register(self._stderr, selectors.EVENT_READ)
-        self._diagnostics = _Diagnostics()
-        self._eof = False
-
-    @property
-    def diagnostics(self) -> str:
-        return self._diagnostics.text()
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
