@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -205,7 +206,7 @@ class _Tree:
             handlers = {"llm_handler": self._plain_handler(node, depth)}
             if depth + 1 < limits.max_depth:
                 handlers["rlm_handler"] = self._recursive_handler(node, depth)
-            with self.rlm._sandbox_factory(**handlers) as sandbox:
+            with self._node_sandbox(handlers) as sandbox:
                 sandbox.load_context(context)
                 with self._lock:
                     self.sandboxes_started += 1
@@ -255,6 +256,19 @@ class _Tree:
                 error=f"{type(exc).__name__}: {exc}",
             )
         return self._finish(node, outcome)
+
+    @contextmanager
+    def _node_sandbox(self, handlers: dict[str, Any]) -> Iterator[Sandbox]:
+        """The node's sandbox. A node that finished leaves its teardown to a background
+        thread (the answer need not wait for Docker); one that failed or was
+        interrupted tears it down before the error goes on."""
+        sandbox = self.rlm._sandbox_factory(**handlers)
+        try:
+            yield sandbox.start()
+        except BaseException:
+            sandbox.close()
+            raise
+        sandbox.close_in_background()
 
     def _finish(self, node: int, outcome: _Outcome) -> _Outcome:
         self.trajectory.emit("node_end", node=node, **outcome.model_dump())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -174,6 +175,17 @@ class Sandbox(ABC):
                 pass
         self._transport = None
         self._terminate()
+
+    def close_in_background(self) -> threading.Thread:
+        """close() on a daemon thread, for callers that have what they need already.
+
+        Tearing a container down takes a Docker round trip or two; the caller need not
+        wait for it. Should the process exit first, the server still sees its input
+        close and exits, and the container removes itself.
+        """
+        closer = threading.Thread(target=self.close, name="rlm-sandbox-close", daemon=True)
+        closer.start()
+        return closer
 
     def restart(self) -> None:
         """Replace the server process with a fresh one and reload the context, if any."""
