@@ -15,15 +15,19 @@ import os
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx2
 import openai
 from dotenv import dotenv_values, find_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlm_sandbox.errors import CompletionTimeoutError, LMError, MissingAPIKeyError
 from rlm_sandbox.limits import Budget
+
+if TYPE_CHECKING:
+    # The SDK's own HTTP library, whatever it is called in the installed openai
+    # release; only the hooks' annotations name it.
+    import httpx2
 
 __all__ = [
     "LOCAL_PLACEHOLDER_KEY",
