@@ -21,8 +21,8 @@ from . import measures
 
 console = Console(stderr=True, highlight=False)
 
-FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3}
-QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1}
+FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10}
+QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2}
 
 
 def plan(settings: dict, runtimes: list[str]) -> dict:
@@ -34,29 +34,39 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         "context_load": lambda: measures.context_load(kinds, settings["sizes_mb"]),
         "idle_memory": lambda: measures.idle_memory(runtimes, settings["idle"]),
         "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
+        # rlms' DockerREPL runs a fresh interpreter per cell (~0.3 s), hence its own, smaller counts.
+        "rlms_comparison": lambda: measures.rlms_docker_repl(settings["rlms_repeat"], settings["rlms_start_repeat"]),
     }
 
 
-def show(name: str, rows: dict) -> None:
+def show(name: str, rows: dict, seconds: float) -> None:
+    if isinstance(rows.get("unavailable"), str):
+        console.print(f"{name}: [yellow]unavailable[/yellow]: {rows['unavailable']}", soft_wrap=True)
+        return
+    # Rows carrying text (e.g. "rlms setup") are notes: printed under the table, not as columns.
+    notes = {variant: values for variant, values in rows.items() if any(isinstance(v, str) for v in values.values())}
+    rows = {variant: values for variant, values in rows.items() if variant not in notes}
     columns: list[str] = []
     for values in rows.values():
         for key in values:
             if key not in columns:
                 columns.append(key)
-    table = Table(title=name, title_justify="left")
+    table = Table(title=f"{name}  ({seconds:.1f} s)", title_justify="left")
     table.add_column("variant")
     for column in columns:
         table.add_column(column, justify="right")
-    floor = None
-    if name == "exec_round_trip":
-        floor = rows.get("runc sandbox", {}).get("p50_ms")
+    # Any table of latencies with our runc sandbox in it gets ratios against it.
+    floor = rows.get("runc sandbox", {}).get("p50_ms")
+    if floor:
         table.add_column("p50 vs runc", justify="right")
     for variant, values in rows.items():
         cells = [str(values.get(column, "")) for column in columns]
         if floor:
-            cells.append(f"{values['p50_ms'] / floor:.2f}x")
+            cells.append(f"{values['p50_ms'] / floor:.2f}x" if "p50_ms" in values else "")
         table.add_row(variant, *cells)
     console.print(table)
+    for variant, values in notes.items():
+        console.print(f"  {variant}: " + "; ".join(f"{key}={value}" for key, value in values.items()), soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         with console.status(f"measuring {name}…"):
             rows = steps[name]()
         report["results"][name] = rows
-        show(f"{name}  ({time.monotonic() - started:.1f} s)", rows)
+        show(name, rows, time.monotonic() - started)
     text = json.dumps(report, indent=2)
     if args.out:
         with open(args.out, "w") as handle:

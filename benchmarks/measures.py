@@ -7,13 +7,20 @@ nothing is simulated. Sample counts come from the caller (quick mode for CI).
 from __future__ import annotations
 
 import gc
+import json
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import docker.errors
 
 from rlm_sandbox.sandbox.config import SandboxConfig
 from rlm_sandbox.sandbox.docker import docker_client
@@ -225,29 +232,101 @@ def niah_end_to_end(kinds: list[str], lines: int, repeat: int) -> dict[str, Any]
 
     haystack = make_haystack(lines, seed=1)
     results: dict[str, Any] = {}
-    for kind in kinds:
+    variants = [(kind, kind) for kind in kinds] + [(f"{kind} (warm pool)", kind) for kind in kinds if kind != "local"]
+    for label, kind in variants:
         samples, overheads = [], []
+        pool = SandboxPool(SandboxConfig(runtime=kind), size=1) if "pool" in label else None
         for _ in range(repeat):
             with _quiet():
-                sandbox: Any = False if kind == "local" else SandboxConfig(runtime=kind)
+                if pool is not None:
+                    pool.wait_until_warm(timeout_s=60)
+                sandbox: Any = pool or (False if kind == "local" else SandboxConfig(runtime=kind))
                 rlm = RLM(model=SCRIPTED_MODEL, client=ScriptedDemoModel(), sandbox=sandbox)
                 result = rlm.completion(haystack.text, NIAH_QUERY)
             if result.answer != haystack.magic_number:
-                raise RuntimeError(f"NIAH with {kind} answered {result.answer!r}")
+                raise RuntimeError(f"NIAH with {label} answered {result.answer!r}")
             samples.append(result.elapsed_s)
             overheads.append(result.elapsed_s - result.timings.model_s)
-        results[f"{kind}"] = {
+        if pool is not None:
+            pool.close()
+        results[label] = {
             "lines": lines,
             "wall_s_p50": round(statistics.median(samples), 4),
             "not_waiting_for_model_s_p50": round(statistics.median(overheads), 4),
         }
     if "local" in results:
-        for kind in kinds:
-            if kind != "local":
-                results[f"{kind}"]["ratio_to_local"] = round(
-                    results[kind]["wall_s_p50"] / results["local"]["wall_s_p50"], 3
-                )
+        for label in results:
+            if label != "local":
+                results[label]["ratio_to_local"] = round(results[label]["wall_s_p50"] / results["local"]["wall_s_p50"], 3)
     return results
+
+
+# ------------------------------------------------------------------ 7. rlms DockerREPL
+
+
+def rlms_docker_repl(repeat: int, start_repeat: int) -> dict[str, Any]:
+    """rlms' DockerREPL on items 1-3, timed by benchmarks/rlms_probe.py in .venv-rlms.
+
+    Makes the venv and the python:3.11-slim image first if they are missing (see
+    benchmarks/rlms_setup.py); anything that stops that gives {"unavailable": reason}.
+    """
+    from . import rlms_setup
+
+    if shutil.which("docker") is None:
+        return {"unavailable": "rlms DockerREPL drives the `docker` CLI, which is not on PATH"}
+    client = docker_client()
+    try:
+        venv_s = rlms_setup.ensure_venv()
+        image_s, image_note = rlms_setup.ensure_image(client)
+    except rlms_setup.Unavailable as exc:
+        return {"unavailable": str(exc)}
+
+    # Every container the probe starts bind-mounts a directory under this one, which
+    # is how leftovers are found (and only ours) if the probe dies before cleanup.
+    workspace = tempfile.mkdtemp(prefix="rlms-bench-")
+    command = [
+        str(rlms_setup.VENV_PYTHON), "-I", str(Path(__file__).with_name("rlms_probe.py")),
+        "--repeat", str(repeat), "--start-repeat", str(start_repeat), "--image", rlms_setup.IMAGE,
+    ]
+    timeout_s = 120 + 30 * start_repeat + 5 * repeat
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, cwd=workspace, timeout=timeout_s, check=False,
+            env={**os.environ, "RLM_DOCKER_WORKSPACE_DIR": workspace},
+        )
+    except subprocess.TimeoutExpired:
+        done = None
+    finally:
+        leftovers = _remove_containers_mounting(client, workspace)
+        shutil.rmtree(workspace, ignore_errors=True)
+    if done is None:
+        return {"unavailable": f"the rlms probe did not finish within {timeout_s} s"}
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return {"unavailable": f"the rlms probe failed (exit {done.returncode}): {' | '.join(lines[-3:])}"}
+    results: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    results["rlms setup"] = {
+        "rlms": rlms_setup.RLMS_REQUIREMENT,
+        "venv_setup_s": round(venv_s, 1),
+        "image_setup_s": round(image_s, 1),
+        "image": image_note,
+        "containers_left_behind": leftovers,
+    }
+    return results
+
+
+def _remove_containers_mounting(client, directory: str) -> int:
+    """Force-remove containers with a bind mount from under `directory`; how many."""
+    removed = 0
+    for container in client.containers.list(all=True, ignore_removed=True):
+        mounts = container.attrs.get("Mounts") or []
+        if any((m.get("Source") or "").startswith(directory + "/") for m in mounts):
+            try:
+                container.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+    return removed
 
 
 @contextmanager
