@@ -203,12 +203,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ run / niah / view
 
 
-def _make_rlm(args: argparse.Namespace):
-    """An RLM from the shared model/limit/sandbox flags; the scripted demo model without a key."""
+def _rlm_settings(args: argparse.Namespace):
+    """(limits, client, model name, sandbox) from the shared model/limit/sandbox flags.
+
+    Without an API key or --base-url the client is the scripted demo model, and a banner says so.
+    """
     from .errors import MissingAPIKeyError
     from .limits import Limits
     from .lm import OpenAIClient
-    from .rlm import RLM
     from .scripted import SCRIPTED_MODEL, ScriptedDemoModel
 
     limits = Limits(
@@ -239,6 +241,14 @@ def _make_rlm(args: argparse.Namespace):
         sandbox: bool | SandboxConfig = False
     else:
         sandbox = SandboxConfig(runtime=args.runtime, exec_timeout_s=args.exec_timeout)
+    return limits, client, model, sandbox
+
+
+def _make_rlm(args: argparse.Namespace):
+    """An RLM from the shared model/limit/sandbox flags; the scripted demo model without a key."""
+    from .rlm import RLM
+
+    limits, client, model, sandbox = _rlm_settings(args)
     return RLM(
         model=model,
         sub_model=args.sub_model,
@@ -329,6 +339,117 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ eval / report
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evals.junit import write_junit
+    from .evals.progress import RichProgress
+    from .evals.report import summarize, summary_table
+    from .evals.runner import RunConfig, run_eval
+    from .evals.suites import generate_suite, parse_size
+    from .evals.tasks import load_tasks, write_tasks
+    from .scripted import ScriptedDemoModel
+
+    if args.tasks:
+        tasks = load_tasks(args.tasks)
+    else:
+        sizes = [parse_size(size) for size in args.size.split(",") if size.strip()]
+        names = [name.strip() for name in args.suite.split(",") if name.strip()]
+        tasks = [task for name in names for task in generate_suite(name, args.n, sizes, seed=args.seed)]
+    if args.write_tasks:
+        count = write_tasks(tasks, args.write_tasks)
+        err.print(f"wrote {count} task(s) to {escape(args.write_tasks)}")
+        return 0
+    limits, client, _, sandbox = _rlm_settings(args)
+    scripted = isinstance(client, ScriptedDemoModel)
+    if hasattr(client, "close"):
+        client.close()  # each worker makes its own: on Ray they are other processes
+    config = RunConfig(
+        model=args.model,
+        sub_model=args.sub_model,
+        base_url=args.base_url,
+        scripted=scripted,
+        limits=limits,
+        sandbox="local" if sandbox is False else "docker",
+        runtime=args.runtime,
+        log_dir=args.log_dir,
+        verbose=args.verbose,
+    )
+    outcome = run_eval(
+        tasks,
+        config,
+        out=args.out,
+        concurrency=args.concurrency,
+        retry_errors=args.retry_errors,
+        progress=RichProgress(err, concurrency=args.concurrency),
+        ray=args.ray is not None,
+        ray_address=args.ray or None,
+    )
+    summary = summarize(outcome.results, total=outcome.total)
+    if args.junit:
+        write_junit(
+            outcome.results,
+            args.junit,
+            unfinished=outcome.unfinished,
+            properties={
+                "fingerprint": outcome.fingerprint,
+                **{k: json.dumps(v) if isinstance(v, dict) else v for k, v in config.identity().items()},
+                "accuracy": f"{summary.accuracy:.4f}",
+            },
+        )
+    if args.json:
+        payload = summary.model_dump() | outcome.model_dump(exclude={"results"})
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        out.print(summary_table(summary, title=f"eval summary ({outcome.ran} run now, {outcome.resumed} resumed)"))
+    if outcome.interrupted:
+        where = (
+            f"results are in {escape(args.out)}; run the same command again to resume"
+            if args.out
+            else "no --out was given, so nothing was kept"
+        )
+        err.print(
+            f"[yellow]interrupted:[/yellow] {len(outcome.results)} of {outcome.total} tasks finished "
+            f"({outcome.ran} in this run); {where}",
+            soft_wrap=True,
+        )
+        if args.ray is not None:
+            err.print("what the interrupted tasks had spent on their Ray workers is not known here")
+        elif outcome.interrupted_calls:
+            err.print(
+                f"the interrupted tasks had made {outcome.interrupted_calls} model call(s) costing "
+                f"${outcome.interrupted_cost_usd:.4f}; no result records them"
+            )
+        if outcome.stragglers:
+            err.print(f"{outcome.stragglers} task(s) did not stop in time; their sandboxes end with this process")
+        return 130
+    if args.fail_under is not None and summary.accuracy < args.fail_under:
+        err.print(f"[red]accuracy {summary.accuracy:.1%} is under --fail-under {args.fail_under:.1%}[/red]")
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from .evals.report import comparison_table, load_runs, plot_runs, size_table, summarize
+
+    runs = load_runs(args.results)
+    if args.json:
+        payload = [summarize(run.records, label=run.label).model_dump() | {"source": run.source} for run in runs]
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        out.print(comparison_table(runs))
+        out.print(size_table(runs))
+    if args.plot:
+        path = plot_runs(runs, args.plot)
+        err.print(f"plot written to {escape(str(path))}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -415,12 +536,63 @@ def _add_view(commands: argparse._SubParsersAction) -> None:
     view.set_defaults(handler=cmd_view)
 
 
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    eval_ = commands.add_parser(
+        "eval",
+        help="run a suite of tasks (a JSONL file or a built-in suite) and score the answers",
+        description="Run each task in its own RLM and sandboxes; results are appended to --out as tasks "
+        "finish, and running the same command again resumes. Exit codes: 0 done, 1 accuracy under "
+        "--fail-under, 130 interrupted.",
+    )
+    source = eval_.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "tasks",
+        nargs="?",
+        metavar="TASKS.jsonl",
+        help="one task per line: id, context (text, path or paths), query, expected, scorer",
+    )
+    source.add_argument(
+        "--suite", metavar="NAME", help="built-in synthetic suite(s): niah, aggregation, pairs (comma-separated)"
+    )
+    suite = eval_.add_argument_group("built-in suites")
+    suite.add_argument("--n", type=int, default=20, help="tasks per suite and size (default: %(default)s)")
+    suite.add_argument(
+        "--size", default="8k", help="context size(s) in tokens: 8k, 128k, 1M, 10M (comma-separated; default: %(default)s)"
+    )
+    suite.add_argument("--seed", type=int, default=0)
+    suite.add_argument("--write-tasks", metavar="FILE", help="write the tasks as JSONL and exit, without running them")
+    run = eval_.add_argument_group("run")
+    run.add_argument("--concurrency", type=int, default=4, metavar="N", help="tasks at once (default: %(default)s)")
+    run.add_argument("--out", metavar="FILE", help="append results here as JSONL; re-running resumes from it")
+    run.add_argument("--retry-errors", action="store_true", help="on resume, run again the tasks that ended in an error")
+    run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    run.add_argument("--fail-under", type=float, metavar="ACC", help="exit 1 when accuracy (0..1) is below this")
+    run.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run tasks on a Ray cluster (pip install 'rlm-sandbox[ray]'); without ADDRESS, RAY_ADDRESS or a local one",
+    )
+    _add_rlm_options(eval_)
+    eval_.set_defaults(handler=cmd_eval)
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser("report", help="compare eval results files side by side; plot accuracy and cost")
+    report.add_argument("results", nargs="+", metavar="RESULTS.jsonl")
+    report.add_argument("--plot", metavar="PNG", help="write accuracy and cost against context size (needs rlm-sandbox[plot])")
+    report.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    report.set_defaults(handler=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlm-sandbox", description="Recursive Language Models with model-written code in a hardened sandbox."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_niah, _add_view, _add_exec, _add_image, _add_gc, _add_doctor):
+    for add in (_add_run, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor):
         add(commands)
     return parser
 

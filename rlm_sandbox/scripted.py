@@ -1,11 +1,15 @@
 """A scripted stand-in for a language model, for demos and CI with no API key.
 
 It plays both roles. As the root of an RLM node (a conversation with a system prompt)
-it writes the code a capable model would write for a needle-in-a-haystack question:
+it writes the code a capable model would write. For a needle-in-a-haystack question:
 look at the data's shape, search it with code, hand the neighbourhood of the hit to a
-sub-model with `llm_query`, then answer with FINAL_VAR. As a sub-model (a single
-prompt) it reads the number stated in the text it is given. It is deterministic, costs
-nothing, and reports estimated token counts so budgets still apply.
+sub-model with `llm_query`, then answer with FINAL_VAR. For the question shapes of the
+built-in eval suites (see `rlm_sandbox.evals.suites`) it follows a playbook: a keyed
+needle, counting / most frequent / monthly timeline over labelled records, and pairs
+of ids meeting a condition; each computes the answer with real Python over `context`
+in the sandbox. As a sub-model (a single prompt) it reads the number stated in the
+text it is given. It is deterministic, costs nothing, and reports estimated token
+counts so budgets still apply.
 
 It runs in the host process and never sees the context: only the prompts and the
 REPL output the RLM loop shows it, exactly like a real model.
@@ -14,6 +18,7 @@ REPL output the RLM loop shows it, exactly like a real model.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .lm import LMResponse
@@ -72,11 +77,10 @@ _FINISH = "The sub-model read the number from the matching line.\n\nFINAL_VAR(an
 _GIVE_UP = "I could not find it in the data.\n\nFINAL(NONE)"
 
 
-def _root_reply(messages: list[dict[str, Any]]) -> str:
-    turn = sum(1 for message in messages if message.get("role") == "assistant")
+def _needle_reply(query: str, turn: int) -> str:
+    """The default playbook: find a stated number near the query's search term."""
     if turn == 0:
-        match = _QUESTION.search(next((m["content"] for m in messages if m.get("role") == "user"), ""))
-        return _explore_and_search(search_term(match.group("query") if match else ""))
+        return _explore_and_search(search_term(query))
     if turn == 1:
         return _READ_HIT
     if turn == 2:
@@ -84,7 +88,150 @@ def _root_reply(messages: list[dict[str, Any]]) -> str:
     return _GIVE_UP
 
 
+# ------------------------------------------------------------------ playbooks for the eval suites
+
+_EXPLORE = """Let me look at the shape of the data first.
+
+```repl
+text = context if isinstance(context, str) else "\\n".join(map(str, context))
+lines = text.splitlines()
+print(f"{type(context).__name__}: {len(text):,} characters in {len(lines):,} lines. The first lines:")
+for line in lines[:3]:
+    print(line[:160])
+```"""
+
+_FINISH_COMPUTED = "The code computed the answer from every record.\n\nFINAL_VAR(answer)"
+
+_RECORDS = """import collections, re
+record = re.compile(r"^\\[(?P<date>\\d{{4}}-\\d{{2}}-\\d{{2}})\\].*?\\blabel:\\s*(?P<label>[\\w-]+)")
+records = [m.groupdict() for m in map(record.match, lines) if m]
+labels = collections.Counter(r["label"].lower() for r in records)
+print(f"{{len(records):,}} records; labels: {{labels.most_common()}}")"""
+
+
+def _count_label(match: re.Match[str], turn: int) -> str:
+    label = match.group("label").lower()
+    code = _RECORDS.format() + f"\nanswer = str(labels[{label!r}])\nprint('answer:', answer)"
+    return _computed(turn, f"Each record line carries `label: ...`; I will count them with code.\n\n```repl\n{code}\n```")
+
+
+def _most_frequent_label(match: re.Match[str], turn: int) -> str:
+    code = _RECORDS.format() + "\nanswer = labels.most_common(1)[0][0] if labels else 'NONE'\nprint('answer:', answer)"
+    return _computed(turn, f"I will tally the labels of all records with code.\n\n```repl\n{code}\n```")
+
+
+def _label_timeline(match: re.Match[str], turn: int) -> str:
+    label = match.group("label").lower()
+    code = _RECORDS.format() + (
+        f"\nmonths = collections.Counter(r['date'][:7] for r in records if r['label'].lower() == {label!r})"
+        "\nanswer = '\\n'.join(f'{month}: {months[month]}' for month in sorted(months))"
+        "\nprint(answer[:2000])"
+    )
+    return _computed(turn, f"I will group the matching records by month with code.\n\n```repl\n{code}\n```")
+
+
+def _pairs(match: re.Match[str], turn: int) -> str:
+    status, attribute = match.group("status").lower(), match.group("attribute").lower()
+    code = f"""import collections, itertools, re
+field = re.compile(r"(\\w+)=([^|]*?)\\s*(?=\\||$)")
+rows = [dict(field.findall(line)) for line in lines]
+rows = [row for row in rows if "id" in row]
+chosen = [row for row in rows if row.get("status", "").strip().lower() == {status!r}]
+groups = collections.defaultdict(list)
+for row in chosen:
+    groups[row.get({attribute!r}, "").strip().lower()].append(row["id"].strip())
+pairs = sorted((a, b) for ids in groups.values() for a, b in itertools.combinations(sorted(ids), 2))
+answer = "\\n".join(f"({{a}}, {{b}})" for a, b in pairs)
+print(f"{{len(rows):,}} records, {{len(chosen):,}} with status {status!r}, {{len(pairs):,}} pairs; first: {{pairs[:3]}}")"""
+    return _computed(
+        turn, f"I will parse the `key=value` fields, keep the {status} records and pair them by {attribute}.\n\n```repl\n{code}\n```"
+    )
+
+
+def _computed(turn: int, compute: str) -> str:
+    """Explore, compute, answer: the three turns of a playbook that answers with code alone."""
+    if turn == 0:
+        return _EXPLORE
+    if turn == 1:
+        return compute
+    if turn == 2:
+        return _FINISH_COMPUTED
+    return _GIVE_UP
+
+
+_KEYED_INSTRUCTION = (
+    'Here are lines from a long document. Reply with only the special magic number for "{key}" '
+    "that they state, digits only, or NONE if they state none."
+)
+
+
+def _keyed_needle(match: re.Match[str], turn: int) -> str:
+    key = match.group("key")
+    if turn == 0:
+        return f"""The key is an exact phrase, so I will find the lines that mention it with code.
+
+```repl
+import re
+text = context if isinstance(context, str) else "\\n".join(map(str, context))
+lines = text.splitlines()
+print(f"{{type(context).__name__}}: {{len(text):,}} characters in {{len(lines):,}} lines")
+key = {key!r}
+pattern = re.compile(r"(?<![\\w-])" + re.escape(key) + r"(?![\\w-])")
+hits = [number for number, line in enumerate(lines) if pattern.search(line)]
+print(f"{{len(hits)}} line(s) mention {{key!r}}: {{hits[:5]}}")
+```"""
+    if turn == 1:
+        instruction = _KEYED_INSTRUCTION.format(key=key)
+        return f"""A sub-model will read just the matching lines.
+
+```repl
+excerpt = "\\n".join(lines[number] for number in hits[:5]) if hits else text[:20000]
+answer = llm_query({instruction!r} + "\\n\\n" + excerpt).strip()
+print("sub-model says:", answer)
+```"""
+    if turn == 2:
+        return _FINISH
+    return _GIVE_UP
+
+
+# Matched against the question in order; the first match decides. Anything else gets
+# the needle playbook, as before.
+_PLAYBOOKS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], int], str]], ...] = (
+    (re.compile(r'special magic number for "(?P<key>[^"]+)"', re.IGNORECASE), _keyed_needle),
+    (re.compile(r"how many records\b.*?\blabell?ed '(?P<label>[^']+)'", re.IGNORECASE), _count_label),
+    (re.compile(r"which label occurs most often", re.IGNORECASE), _most_frequent_label),
+    (re.compile(r"monthly timeline of the records labell?ed '(?P<label>[^']+)'", re.IGNORECASE), _label_timeline),
+    (
+        re.compile(
+            r"pair of record ids where both records have status '(?P<status>[^']+)' and the same (?P<attribute>\w+)",
+            re.IGNORECASE,
+        ),
+        _pairs,
+    ),
+)
+
+
+def _root_reply(messages: list[dict[str, Any]]) -> str:
+    turn = sum(1 for message in messages if message.get("role") == "assistant")
+    match = _QUESTION.search(next((m["content"] for m in messages if m.get("role") == "user"), ""))
+    query = match.group("query") if match else ""
+    for pattern, playbook in _PLAYBOOKS:
+        found = pattern.search(query)
+        if found:
+            return playbook(found, turn)
+    return _needle_reply(query, turn)
+
+
+_KEYED = re.compile(r'special magic number for "(?P<key>[^"]+)"')
+
+
 def _sub_reply(prompt: str) -> str:
+    instruction, _, text = prompt.partition("\n\n")
+    keyed = _KEYED.search(instruction)
+    if keyed and text:
+        key = re.escape(keyed.group("key"))
+        number = re.search(rf"(?<![\w-]){key}(?![\w-])\D{{0,40}}?(\d+)", text)
+        return number.group(1) if number else "NONE"
     number = re.search(r"magic number\D{0,20}?(\d+)", prompt, re.IGNORECASE)
     return number.group(1) if number else "NONE"
 
