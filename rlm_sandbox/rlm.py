@@ -13,13 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxError
+from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxClosedError, SandboxError
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
 from .parsing import FinalAnswer, find_code_blocks, find_final
@@ -123,6 +122,9 @@ class RLM:
         try:
             outcome = tree.run_node(context, query, depth=0, parent=None)
         except KeyboardInterrupt:
+            # Ctrl-C reaches the main thread only: stop the nodes running on other threads
+            # (batched sub-calls, child RLMs) and their containers too, at once.
+            tree.cancel()
             trajectory.emit("interrupted")
             trajectory.close()
             raise
@@ -186,6 +188,21 @@ class _Tree:
         self.sandboxes_started = 0
         self._node_ids = itertools.count()
         self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+        self._live_sandboxes: set[Sandbox] = set()
+
+    def cancel(self) -> None:
+        """Stop the whole tree now: every node's sandbox is killed, and no node starts
+        another model call, exec or sandbox."""
+        self.cancelled.set()
+        with self._lock:
+            live = list(self._live_sandboxes)
+        for sandbox in live:
+            sandbox.kill()
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise SandboxClosedError("the completion was interrupted; its sandboxes were stopped")
 
     def _add_time(self, field: str, seconds: float) -> None:
         with self._lock:
@@ -263,11 +280,17 @@ class _Tree:
         thread (the answer need not wait for Docker); one that failed or was
         interrupted tears it down before the error goes on."""
         sandbox = self.rlm._sandbox_factory(**handlers)
+        with self._lock:
+            self._live_sandboxes.add(sandbox)
         try:
+            self._check_cancelled()
             yield sandbox.start()
         except BaseException:
             sandbox.close()
             raise
+        finally:
+            with self._lock:
+                self._live_sandboxes.discard(sandbox)
         sandbox.close_in_background()
 
     def _finish(self, node: int, outcome: _Outcome) -> _Outcome:
@@ -275,6 +298,7 @@ class _Tree:
         return outcome
 
     def _model_turn(self, messages: list[dict[str, str]], node: int, depth: int, iteration: int) -> str:
+        self._check_cancelled()
         started = time.monotonic()
         try:
             response = complete_within_budget(
@@ -330,6 +354,7 @@ class _Tree:
         return None, feedback
 
     def _execute(self, sandbox: Sandbox, code: str, node: int, depth: int, iteration: int, index: int) -> ExecResult:
+        self._check_cancelled()
         self.budget.check_deadline()
         timeout = self.budget.clamp_timeout(self.rlm.limits.exec_timeout_s)
         started = time.monotonic()
@@ -454,16 +479,31 @@ class _Tree:
             return [call(prompts[0])]
         workers = min(self.rlm.limits.max_concurrency, len(prompts))
         errors: list[BaseException | None] = [None] * len(prompts)
+        answers: list[str] = [""] * len(prompts)
+        indexes = iter(range(len(prompts)))
+        take = threading.Lock()
 
-        def guarded(index: int) -> str:
-            try:
-                return call(prompts[index])
-            except Exception as exc:
-                errors[index] = exc
-                return f"[error: {type(exc).__name__}: {exc}]"
+        def work() -> None:
+            while True:
+                with take:
+                    index = next(indexes, None)
+                if index is None:
+                    return
+                try:
+                    self._check_cancelled()
+                    answers[index] = call(prompts[index])
+                except Exception as exc:
+                    errors[index] = exc
+                    answers[index] = f"[error: {type(exc).__name__}: {exc}]"
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-batch") as pool:
-            answers = list(pool.map(guarded, range(len(prompts))))
+        # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the main thread leaves the
+        # join at once, and the process can exit without waiting for model calls in
+        # flight (an executor's workers are joined at exit, up to llm_timeout_s later).
+        threads = [threading.Thread(target=work, name="rlm-batch", daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         if all(isinstance(error, BudgetExceededError) for error in errors):
             raise errors[0]  # type: ignore[misc]
         return answers

@@ -176,6 +176,16 @@ class Sandbox(ABC):
         self._transport = None
         self._terminate()
 
+    def kill(self) -> None:
+        """Stop the sandbox now, from any thread, without the graceful shutdown.
+
+        For cancelling a run (Ctrl-C): an `execute()` blocked in another thread sees its
+        channel close and raises SandboxClosedError instead of starting a new sandbox.
+        """
+        self._closed = True
+        self._terminate()
+        self._transport = None
+
     def close_in_background(self) -> threading.Thread:
         """close() on a daemon thread, for callers that have what they need already.
 
@@ -189,6 +199,10 @@ class Sandbox(ABC):
 
     def restart(self) -> None:
         """Replace the server process with a fresh one and reload the context, if any."""
+        if self._closed:
+            # Closed or killed from another thread while an exec was running: a fresh
+            # sandbox now would outlive its owner.
+            raise SandboxClosedError("this sandbox was closed while it was in use")
         self._transport = None
         self._terminate()
         self._start_process()
@@ -213,6 +227,8 @@ class Sandbox(ABC):
                     f"the sandbox speaks protocol {message.version!r}, the host {PROTOCOL_VERSION!r}: "
                     "rebuild the image with `rlm-sandbox image build`"
                 )
+            if self._closed:  # killed from another thread while this one was starting it
+                raise SandboxClosedError("this sandbox was closed while it was starting")
         except _ChannelClosed:
             cause = self._explain_death()
             self._transport = None
@@ -228,6 +244,10 @@ class Sandbox(ABC):
             raise SandboxClosedError("this sandbox was closed; create a new one")
         if self._transport is None:
             self._start_process()
+            if self._encoded_context is not None:
+                # A replacement for one whose restart failed (say the daemon was down):
+                # it must not come up silently without the context.
+                self._stream_context()
         assert self._transport is not None
         return self._transport
 

@@ -13,6 +13,7 @@ anything that still slips through is reaped by the next start or `rlm-sandbox gc
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -21,6 +22,7 @@ from functools import lru_cache
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.types import LogConfig, Ulimit
 
 from ..errors import DockerUnavailableError, SandboxStartError
@@ -39,6 +41,13 @@ LABEL_STARTED = "rlm-sandbox.started"
 # short API calls, but 50 concurrent completions make many of those at once.
 _API_POOL_SIZE = 64
 _API_TIMEOUT_S = 120
+
+log = logging.getLogger(__name__)
+
+# What docker-py raises when the daemon cannot be reached at all (socket gone, connection
+# refused or reset, no answer in time). These are not DockerException subclasses, so
+# without translation they would escape as raw `requests` errors.
+_DAEMON_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 
 @lru_cache(maxsize=None)
@@ -115,6 +124,27 @@ def _remove_container(client: docker.DockerClient, container_id: str) -> bool:
         raise
 
 
+def _close_quietly(stream: object) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            close()
+        except OSError:
+            pass
+
+
+def _unpause(client: docker.DockerClient, container_id: str) -> None:
+    """Thaw a container paused from outside before it is killed.
+
+    A paused container cannot act on a signal; under gVisor the daemon then waits its
+    full 10 s kill timeout before a forced removal goes through.
+    """
+    try:
+        client.api.unpause(container_id)
+    except docker.errors.APIError:
+        pass  # not paused (409) or already gone (404): the usual case
+
+
 _reaped_daemons: set[int] = set()
 _reap_lock = threading.Lock()
 
@@ -140,6 +170,8 @@ class DockerSandbox(Sandbox):
         self._client = client
         self.container_id: str | None = None
         self._created_at = 0.0
+        self._attach: AttachSocketTransport | None = None
+        self._attach_stream = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -150,6 +182,16 @@ class DockerSandbox(Sandbox):
     # ------------------------------------------------------------- hooks
 
     def _launch(self) -> Transport:
+        try:
+            return self._launch_container()
+        except _DAEMON_UNREACHABLE as exc:
+            self._terminate()
+            raise DockerUnavailableError(
+                f"the Docker daemon did not answer while starting a sandbox ({exc}). Is it running? "
+                "Try `docker info`."
+            ) from None
+
+    def _launch_container(self) -> Transport:
         client = self.client
         _reap_once(client)
         image = ensure_image(client, self.config)
@@ -198,6 +240,10 @@ class DockerSandbox(Sandbox):
                 self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
             transport = AttachSocketTransport(getattr(attached, "_sock", attached))
+            # The SDK's socket file object holds the socket open (socket.close() waits for
+            # it) inside a reference cycle with the HTTP response: close it explicitly, or
+            # each sandbox keeps a descriptor until the cyclic garbage collector runs.
+            self._attach, self._attach_stream = transport, attached
             client.api.start(self.container_id)
         except docker.errors.APIError as exc:
             self._terminate()
@@ -210,16 +256,46 @@ class DockerSandbox(Sandbox):
         try:
             # tini (init=True) is PID 1 and forwards the signal to the server only.
             self.client.api.kill(self.container_id, signal="SIGINT")
-        except docker.errors.APIError:
-            pass  # already gone: the read loop will see end-of-file
+        except (docker.errors.APIError, *_DAEMON_UNREACHABLE):
+            pass  # already gone (the read loop will see end-of-file), or no daemon: the grace runs out
 
     def _terminate(self) -> None:
         container_id, self.container_id = self.container_id, None
-        transport = self._transport
-        if transport is not None:
-            transport.close()
-        if container_id is not None:
+        attach, self._attach = self._attach, None
+        stream, self._attach_stream = self._attach_stream, None
+        if container_id is None:
+            if attach is not None:
+                attach.close()
+            _close_quietly(stream)
+            return
+        removal = threading.Thread(
+            target=self._remove_quietly, args=(container_id,), name="rlm-sandbox-remove", daemon=True
+        )
+        removal.start()
+        if attach is not None:
+            # Read (and drop) whatever the container still writes until it is gone: one
+            # blocked writing to its stdout, because the host stopped reading (a protocol
+            # violation mid-flood), cannot be killed under gVisor until that write completes,
+            # and the removal would hang for minutes.
+            try:
+                while removal.is_alive() and attach.receive(0.05) != b"":
+                    pass
+            except Exception:  # noqa: BLE001 - a broken channel only ends the draining
+                pass
+            attach.close()
+        _close_quietly(stream)
+        removal.join(_API_TIMEOUT_S)
+
+    def _remove_quietly(self, container_id: str) -> None:
+        try:
+            _unpause(self.client, container_id)
             _remove_container(self.client, container_id)
+        except _DAEMON_UNREACHABLE as exc:
+            # The attach connection is closed, so the server sees end-of-file and exits by
+            # itself (StdinOnce); anything left is reaped by the next start or gc.
+            log.warning("could not remove sandbox container %s, the daemon did not answer: %s", container_id[:12], exc)
+        except docker.errors.APIError as exc:
+            log.warning("could not remove sandbox container %s: %s", container_id[:12], exc)
 
     def _death_cause(self) -> str:
         container_id = self.container_id
@@ -262,6 +338,6 @@ class DockerSandbox(Sandbox):
                 elif action == "die":
                     code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
                     exit_code = int(code) if code and code.isdigit() else exit_code
-        except docker.errors.DockerException:
+        except (docker.errors.DockerException, *_DAEMON_UNREACHABLE):
             pass
         return oom_killed, exit_code
