@@ -159,6 +159,36 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ audit
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Run every attack case against a runtime; a table of case, expected, observed, pass; exit 1 on any miss."""
+    import logging
+
+    from .audit import run_audit
+
+    # Each protocol attack is logged as a warning when refused; the table says it better.
+    logging.getLogger("rlm_sandbox").setLevel(logging.ERROR)
+    err.print(f"attacking a {args.runtime} sandbox with model-written code...")
+    report = run_audit(args.runtime, console=err)
+    if args.json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        table = Table("case", "category", "expected", "observed", "pass", title=f"rlm-sandbox audit ({args.runtime})")
+        table.show_lines = True
+        for outcome in report.outcomes:
+            verdict = "[green]pass[/green]" if outcome.passed else "[red]MISS[/red]"
+            table.add_row(outcome.name, outcome.category, escape(outcome.expected), escape(outcome.observed), verdict)
+        out.print(table, width=max(out.width, 160))
+    colour = "green" if report.ok else "red"
+    (err if args.json else out).print(
+        f"[{colour}]{report.passed} of {len(report.outcomes)} passed, {report.failed} missed[/{colour}] "
+        f"({args.runtime}, {report.duration_s:.0f} s)"
+    )
+    return 0 if report.ok else 1
+
+
 # ------------------------------------------------------------------ exec
 
 
@@ -475,6 +505,13 @@ def _add_gc(commands: argparse._SubParsersAction) -> None:
     gc.set_defaults(handler=cmd_gc)
 
 
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="attack a sandbox with hostile code and show that every attack fails")
+    audit.add_argument("--runtime", choices=RUNTIMES, default="runc")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.set_defaults(handler=cmd_audit)
+
+
 def _add_doctor(commands: argparse._SubParsersAction) -> None:
     doctor = commands.add_parser("doctor", help="check Docker, the image, and the hardening inside a sandbox")
     doctor.add_argument("--runtime", choices=RUNTIMES, default="runc")
@@ -592,7 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlm-sandbox", description="Recursive Language Models with model-written code in a hardened sandbox."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor):
+    for add in (
+        _add_run, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor, _add_audit
+    ):
         add(commands)
     return parser
 
