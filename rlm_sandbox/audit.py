@@ -261,11 +261,15 @@ for top in ('/bin', '/sbin', '/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/li
 su_uids, su_result = None, None
 if os.path.exists('/bin/su') or os.path.exists('/usr/bin/su'):
     su = subprocess.Popen(['su', 'root', '-c', 'id -u'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(0.5)
-    try:
-        su_uids = [line.split()[1:] for line in open(f'/proc/{su.pid}/status') if line.startswith('Uid:')][0]
-    except (OSError, IndexError):
-        pass
+    deadline = time.monotonic() + 10
+    while su_uids is None and time.monotonic() < deadline:  # until it really is su, waiting for a password
+        time.sleep(0.1)
+        try:
+            if open(f'/proc/{su.pid}/comm').read().strip() == 'su':
+                time.sleep(0.3)
+                su_uids = [line.split()[1:] for line in open(f'/proc/{su.pid}/status') if line.startswith('Uid:')][0]
+        except (OSError, IndexError):
+            pass
     out = su.communicate(input=b'', timeout=10)[0].decode('utf-8', 'replace')
     su_result = [su.returncode, out[-200:]]
 _report({'attempts': attempts, 'ids': [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],
@@ -1122,7 +1126,7 @@ def _check_cpu_spin(result: ExecResult, obs: dict | None, env: AuditEnv) -> tupl
         if env.local_daemon:
             return False, "the host could not measure the container's CPU"
         return True, "interrupted at the timeout, variables kept (remote daemon: CPU not measured)"
-    if not 0.5 <= ratio <= 1.3:
+    if not 0.25 <= ratio <= 1.3:  # the floor only shows the spinning was seen (the box may be busy)
         return False, f"{obs['spinners']} spinning processes used {ratio:.2f} CPUs (limit 1)"
     return True, (
         f"interrupted at the {result.duration_s:.1f} s timeout with variables kept; {obs['spinners']} spinning processes "

@@ -147,6 +147,24 @@ def _unpause(client: docker.DockerClient, container_id: str) -> None:
 
 _reaped_daemons: set[int] = set()
 _reap_lock = threading.Lock()
+# Containers this process could not remove because the daemon was away (say it went
+# down between creating one and starting it): removed at the next sandbox start.
+_unremoved: dict[docker.DockerClient, set[str]] = {}
+
+
+def _remove_later(client: docker.DockerClient, container_id: str) -> None:
+    with _reap_lock:
+        _unremoved.setdefault(client, set()).add(container_id)
+
+
+def _retry_removals(client: docker.DockerClient) -> None:
+    with _reap_lock:
+        pending = _unremoved.pop(client, set())
+    for container_id in pending:
+        try:
+            _remove_container(client, container_id)
+        except _DAEMON_UNREACHABLE:
+            _remove_later(client, container_id)
 
 
 def _reap_once(client: docker.DockerClient) -> None:
@@ -194,6 +212,7 @@ class DockerSandbox(Sandbox):
     def _launch_container(self) -> Transport:
         client = self.client
         _reap_once(client)
+        _retry_removals(client)
         image = ensure_image(client, self.config)
         config = self.config
         host_config = client.api.create_host_config(
@@ -291,9 +310,10 @@ class DockerSandbox(Sandbox):
             _unpause(self.client, container_id)
             _remove_container(self.client, container_id)
         except _DAEMON_UNREACHABLE as exc:
-            # The attach connection is closed, so the server sees end-of-file and exits by
-            # itself (StdinOnce); anything left is reaped by the next start or gc.
+            # The attach connection is closed, so a running server sees end-of-file and
+            # exits by itself (StdinOnce); one never started is removed at the next start.
             log.warning("could not remove sandbox container %s, the daemon did not answer: %s", container_id[:12], exc)
+            _remove_later(self.client, container_id)
         except docker.errors.APIError as exc:
             log.warning("could not remove sandbox container %s: %s", container_id[:12], exc)
 

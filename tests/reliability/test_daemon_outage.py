@@ -40,20 +40,41 @@ def ours(docker_client) -> list[str]:
     return [c["Id"] for c in docker_client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})]
 
 
-def wait_until_none_of(docker_client, ids: set[str], timeout: float = 20) -> set[str]:
+def wait_until_none_of(docker_client, ids: set[str], timeout: float = 30) -> dict[str, str]:
+    """Wait for the containers to go; returns the state of any that did not."""
     deadline = time.monotonic() + timeout
     while True:
         left = ids & set(ours(docker_client))
         if not left or time.monotonic() > deadline:
-            return left
+            break
         time.sleep(0.2)
+    states = {}
+    for container_id in left:
+        try:
+            state = docker_client.api.inspect_container(container_id)["State"]
+            states[container_id[:12]] = f"{state['Status']} (pid {state.get('Pid')}, exit {state.get('ExitCode')})"
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            states[container_id[:12]] = repr(exc)
+    return states
+
+
+@pytest.fixture
+def own_containers(docker_client):
+    """Whatever this test's sandboxes leave, it removes (and the assertions report)."""
+    before = set(ours(docker_client))
+    yield
+    for container_id in set(ours(docker_client)) - before:
+        try:
+            docker_client.api.remove_container(container_id, force=True)
+        except Exception:  # noqa: BLE001 - already going
+            pass
 
 
 def is_root(body: dict) -> bool:
     return any(m.get("role") == "system" for m in body.get("messages", []))
 
 
-def test_outage_mid_run_then_a_new_sandbox_on_the_next_completion(proxy, docker_client):
+def test_outage_mid_run_then_a_new_sandbox_on_the_next_completion(proxy, docker_client, own_containers):
     started = threading.Event()
 
     def respond(body: dict) -> Reply:
@@ -86,10 +107,11 @@ def test_outage_mid_run_then_a_new_sandbox_on_the_next_completion(proxy, docker_
         assert not runner.is_alive(), "the completion hung after the daemon went away"
         result = outcome["result"]
         assert elapsed < DEADLINE_S, f"took {elapsed:.1f} s; the deadline is {DEADLINE_S} s"
-        assert result.stop_reason == "error"
-        assert "DockerUnavailableError" in result.error and "daemon did not answer" in result.error
+        assert result.stop_reason == "error", result
+        assert "DockerUnavailableError" in result.error and "daemon did not answer" in result.error, result.error
         # The cut attach stream is end-of-file for the server (StdinOnce): its container goes.
-        assert not wait_until_none_of(docker_client, victims), "the orphaned container did not exit by itself"
+        left = wait_until_none_of(docker_client, victims)
+        assert not left, f"the orphaned container did not exit by itself: {left}"
 
         # 2. While it is away, a new completion fails at once, clearly.
         t0 = time.monotonic()
@@ -105,7 +127,7 @@ def test_outage_mid_run_then_a_new_sandbox_on_the_next_completion(proxy, docker_
     assert not wait_until_none_of(docker_client, set(ours(docker_client)) - before)
 
 
-def test_sandbox_survives_an_outage_between_execs(proxy, docker_client):
+def test_sandbox_survives_an_outage_between_execs(proxy, docker_client, own_containers):
     """Used directly: an exec during the outage raises a clear error; after it, the next exec
     runs in a fresh container that has its context again."""
     with DockerSandbox(SandboxConfig(docker_host=proxy.url)) as sandbox:
@@ -133,3 +155,32 @@ def test_no_daemon_at_all_is_a_clear_error_at_once(tmp_path, sandbox_image):
     assert time.monotonic() - t0 < 10
     result = RLM(model="fake", base_url="http://127.0.0.1:9/v1", api_key="k", sandbox=config).completion("ctx", "q")
     assert result.stop_reason == "error" and "DockerUnavailableError" in result.error
+
+
+def test_outage_between_create_and_start_leaves_nothing_once_the_daemon_is_back(
+    proxy, docker_client, own_containers, monkeypatch
+):
+    """The worst moment: the container exists but was never started, so it cannot exit by
+    itself, and the daemon is gone so it cannot be removed. The next start removes it."""
+    from rlm_sandbox.sandbox.docker import docker_client as sandbox_client
+
+    config = SandboxConfig(docker_host=proxy.url)
+    api = sandbox_client(proxy.url).api
+    create = api.create_container
+    created: list[str] = []
+
+    def create_then_outage(*args, **kwargs):
+        container = create(*args, **kwargs)
+        created.append(container["Id"])
+        proxy.stop()
+        return container
+
+    monkeypatch.setattr(api, "create_container", create_then_outage)
+    with pytest.raises(DockerUnavailableError, match="daemon did not answer"):
+        DockerSandbox(config).start()
+    monkeypatch.setattr(api, "create_container", create)
+    assert docker_client.api.inspect_container(created[0])["State"]["Status"] == "created"
+    proxy.start()
+    with DockerSandbox(config) as sandbox:
+        assert sandbox.execute("print('up')").stdout == "up\n"
+        assert not docker_client.api.containers(all=True, filters={"id": created[0]}), "the next start removed it"

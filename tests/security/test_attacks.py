@@ -60,20 +60,20 @@ def test_cases_cover_every_required_attack():
 
 # The audit must be able to fail: against a sandbox with one control loosened on purpose,
 # the case that guards that control reports a miss.
-WEAKENED = {
-    "docker-bridge-gateway": {"network_mode": "bridge"},
-    "write-root-filesystem": {"read_only": False},
-    "setuid-to-root": {"user": "0:0"},
-    "host-secrets": "leak the canary variable",
-}
+WEAKENED = [
+    ("docker-bridge-gateway", {"network_mode": "bridge"}),
+    ("write-root-filesystem", {"read_only": False}),
+    ("setuid-to-root", {"user": "0:0"}),
+    ("setuid-to-root", {"security_opt": ()}),  # no no_new_privs: the setuid bit of su takes effect
+    ("host-secrets", "leak the canary variable"),
+]
 
 
-@pytest.mark.parametrize("name", sorted(WEAKENED))
-def test_the_audit_catches_a_weakened_sandbox(name, sandbox_image):
+@pytest.mark.parametrize("name, change", WEAKENED, ids=[f"{name}:{change}" for name, change in WEAKENED])
+def test_the_audit_catches_a_weakened_sandbox(name, change, sandbox_image):
     from rlm_sandbox.audit import CASES_BY_NAME
 
     with AuditEnv("runc") as env:
-        change = WEAKENED[name]
         if isinstance(change, str):
             change = {"environment": {"INNOCENT_LOOKING": env.secrets["canary variable"]}}
         env.config = env.config.model_copy(update=change)
