@@ -76,13 +76,17 @@ def test_seccomp_filter(hardened):
         # gVisor does not load the OCI profile inside the sandbox by default (its
         # --oci-seccomp flag breaks thread creation with this runsc and Docker 20.10);
         # its own Sentry is the syscall boundary, itself seccomp-filtered on the host.
-        # What we can show from inside: a syscall the default profile exists to stop fails.
-        denied = inside(
+        # What we can show from inside: mount(2), which the default profile exists to
+        # stop, fails with EPERM. (unshare(CLONE_NEWUSER) is no evidence here: gVisor
+        # allows it in a single-threaded process, and it grants nothing.)
+        errno_seen = inside(
             hardened,
             "import ctypes, json, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-            "print(json.dumps(libc.unshare(0x10000000) == -1))",  # CLONE_NEWUSER
+            "os.makedirs('/tmp/mnt', exist_ok=True)\n"
+            "rc = libc.mount(b'none', b'/tmp/mnt', b'tmpfs', 0, None)\n"
+            "print(json.dumps(ctypes.get_errno() if rc == -1 else 0))",
         )
-        assert denied
+        assert errno_seen == 1, f"mount gave errno {errno_seen}, expected EPERM"
         return
     assert status_field(hardened, "Seccomp") == "2", "mode 2 = filter (Docker's default profile)"
 
