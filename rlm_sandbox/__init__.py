@@ -3,6 +3,7 @@
 from .errors import (
     BudgetExceededError,
     CompletionTimeoutError,
+    ContextWindowExceededError,
     LMError,
     MissingAPIKeyError,
     ProtocolError,
@@ -35,4 +36,5 @@ __all__ = [
     "MissingAPIKeyError",
     "BudgetExceededError",
     "CompletionTimeoutError",
+    "ContextWindowExceededError",
 ]

@@ -54,6 +54,20 @@ class MissingAPIKeyError(LMError):
     """No API key was given and none was found in the environment or `.env`."""
 
 
+class ContextWindowExceededError(LMError):
+    """A request does not fit the model's context window.
+
+    Raised before sending when the estimate already shows it (no call is spent), or
+    from the server's own context-length error. `window` is the limit in tokens when
+    known, `tokens` the request's (estimated or reported) size.
+    """
+
+    def __init__(self, message: str, *, window: int | None = None, tokens: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+        self.tokens = tokens
+
+
 class BudgetExceededError(RLMSandboxError):
     """A limit of the completion (calls, tokens, cost) would be exceeded."""
 

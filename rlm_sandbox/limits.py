@@ -12,13 +12,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlm_sandbox.errors import BudgetExceededError, CompletionTimeoutError
 
-__all__ = ["Budget", "ExhaustedReason", "Limits", "ModelUsage", "Usage"]
+__all__ = ["Budget", "ExhaustedReason", "Limits", "ModelUsage", "Reservation", "Usage"]
 
 ExhaustedReason = Literal["budget", "timeout"]
 
@@ -45,6 +46,13 @@ class Limits(BaseModel):
     """One model call, retries included."""
     max_concurrency: int = Field(default=8, gt=0)
     """Model calls in flight at once for one batched request."""
+    max_output_tokens: int | None = Field(default=8192, gt=0)
+    """Cap on the reply of every model call, root turns and sub-calls alike, sent to the
+    server with the request. None leaves it to the server's default (often unlimited
+    up to the window, which lets one rambling reply eat the budget and the window)."""
+    context_window: int | None = Field(default=None, gt=0)
+    """The root model's window in tokens (input + output). None: learned from the
+    server's /v1/models where it says, else from its first context-length error."""
 
 
 class ModelUsage(BaseModel):
@@ -54,8 +62,14 @@ class ModelUsage(BaseModel):
 
     calls: int = 0
     input_tokens: int = 0
+    """All input tokens, the cached ones included."""
     output_tokens: int = 0
+    """All output tokens, the reasoning ones included."""
     cost_usd: float = 0.0
+    cached_input_tokens: int = 0
+    """Input tokens the server read from its prompt cache (priced lower)."""
+    reasoning_tokens: int = 0
+    """Output tokens spent on hidden reasoning (already part of output_tokens)."""
 
     @property
     def tokens(self) -> int:
@@ -71,26 +85,39 @@ class Usage(BaseModel):
     total: ModelUsage = Field(default_factory=ModelUsage)
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What one call in flight holds against the budget until it is recorded or released."""
+
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class Budget:
     """The thread-safe spend counter and deadline of one completion tree.
 
     Protocol for every model call::
 
-        budget.reserve()                  # before the call; raises if nothing is left
+        held = budget.reserve(tokens=worst_tokens, cost_usd=worst_cost)  # raises if it cannot fit
         try:
             response = client.complete(...)
         except LMError:
-            budget.record(model, 0, 0, 0.0)   # it was a real request: it counts
+            budget.record(model, 0, 0, 0.0, reservation=held)   # it was a real request: it counts
             raise
-        budget.record(model, response.input_tokens, response.output_tokens, response.cost_usd)
+        budget.record(model, response.input_tokens, response.output_tokens, response.cost_usd, reservation=held)
 
-    `release()` returns a reserved slot that was never used for a request.
+    `release(held)` returns a reservation that was never used for a request.
 
-    Calls are reserved up front, so `max_llm_calls` can never be overshot however
-    many threads race. Tokens and cost are only known once a call returns, so
-    those limits stop *new* calls once reached: calls already in flight finish and
-    are counted, and the final spend may cross `max_tokens` / `max_cost_usd` by
-    what those calls used.
+    `max_llm_calls`, `max_tokens` and `max_cost_usd` are hard caps. A call reserves its
+    worst case up front (estimated input tokens + its output cap, priced), against what
+    is left after the spend recorded so far *and* every call still in flight; a call
+    that does not fit is refused with BudgetExceededError before anything is sent. On
+    completion the reservation is replaced by what the server reported. So, at any
+    concurrency, the final spend exceeds a cap only by what the servers counted beyond
+    the reservations: the input-token estimate errs high (see `lm.estimate_tokens`) and
+    the output is capped by the server, so in practice that is zero; the bound is
+    `cap + sum over calls of max(0, reported - reserved)`. Calls whose worst case is 0
+    (no price known for the model) count only their reported tokens against the cost cap.
     """
 
     def __init__(self, limits: Limits | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -101,6 +128,8 @@ class Budget:
         self._deadline = None if self.limits.timeout_s is None else self._started + self.limits.timeout_s
         self._reserved = 0  # reserved calls, whether finished, failed or in flight
         self._pending = 0  # reserved but not yet recorded or released
+        self._held_tokens = 0  # worst cases of the calls in flight
+        self._held_cost = 0.0
         self._models: dict[str, ModelUsage] = {}
         self._total = ModelUsage()
 
@@ -141,42 +170,82 @@ class Budget:
 
     # -- calls ----------------------------------------------------------------
 
-    def reserve(self) -> None:
-        """Claim one model call, or raise without claiming anything.
+    def reserve(self, tokens: int = 0, cost_usd: float = 0.0) -> Reservation:
+        """Claim one model call whose worst case is `tokens` and `cost_usd`, or raise
+        without claiming anything.
 
         Raises CompletionTimeoutError once the deadline has passed, and
-        BudgetExceededError naming the limit when calls, tokens or cost are spent.
+        BudgetExceededError naming the limit when calls are used up or the worst
+        case does not fit in what is left after spend and calls in flight.
         """
+        if tokens < 0 or cost_usd < 0 or not math.isfinite(cost_usd):
+            raise ValueError(f"a reservation must be non-negative and finite, got {tokens}, {cost_usd}")
         with self._lock:
             self.check_deadline()
-            refusal = self._refusal_locked()
+            refusal = self._refusal_locked(tokens, cost_usd)
             if refusal is not None:
                 raise BudgetExceededError(refusal)
             self._reserved += 1
             self._pending += 1
+            self._held_tokens += tokens
+            self._held_cost += cost_usd
+            return Reservation(tokens=tokens, cost_usd=cost_usd)
 
-    def release(self) -> None:
+    def headroom(self) -> tuple[int | None, float | None]:
+        """(tokens, dollars) a new call could still reserve; None where unlimited."""
+        limits = self.limits
+        with self._lock:
+            tokens = None
+            cost = None
+            if limits.max_tokens is not None:
+                tokens = max(0, limits.max_tokens - self._total.tokens - self._held_tokens)
+            if limits.max_cost_usd is not None:
+                cost = max(0.0, limits.max_cost_usd - self._total.cost_usd - self._held_cost)
+            return tokens, cost
+
+    def release(self, reservation: Reservation | None = None) -> None:
         """Give back a reserved call that was never sent."""
         with self._lock:
             if self._pending <= 0:
                 raise RuntimeError("Budget.release() without a matching reserve()")
             self._pending -= 1
             self._reserved -= 1
+            self._unhold_locked(reservation)
 
-    def record(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-        """Account one finished call (successful or failed) against a reservation."""
-        if input_tokens < 0 or output_tokens < 0 or cost_usd < 0 or not math.isfinite(cost_usd):
-            raise ValueError(f"usage must be non-negative and finite, got {input_tokens}, {output_tokens}, {cost_usd}")
+    def record(
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        *,
+        reservation: Reservation | None = None,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> None:
+        """Account one finished call (successful or failed) in place of its reservation."""
+        counts = (input_tokens, output_tokens, cached_input_tokens, reasoning_tokens)
+        if min(counts) < 0 or cost_usd < 0 or not math.isfinite(cost_usd):
+            raise ValueError(f"usage must be non-negative and finite, got {counts}, {cost_usd}")
         with self._lock:
             if self._pending <= 0:
                 raise RuntimeError("Budget.record() without a matching reserve()")
             self._pending -= 1
+            self._unhold_locked(reservation)
             per_model = self._models.setdefault(model, ModelUsage())
             for usage in (per_model, self._total):
                 usage.calls += 1
                 usage.input_tokens += input_tokens
                 usage.output_tokens += output_tokens
                 usage.cost_usd += cost_usd
+                usage.cached_input_tokens += cached_input_tokens
+                usage.reasoning_tokens += reasoning_tokens
+
+    def _unhold_locked(self, reservation: Reservation | None) -> None:
+        if reservation is None:
+            return
+        self._held_tokens = max(0, self._held_tokens - reservation.tokens)
+        self._held_cost = max(0.0, self._held_cost - reservation.cost_usd)
 
     @property
     def calls_reserved(self) -> int:
@@ -206,12 +275,22 @@ class Budget:
         with self._lock:
             return "budget" if self._refusal_locked() is not None else None
 
-    def _refusal_locked(self) -> str | None:
+    def _refusal_locked(self, tokens: int = 0, cost_usd: float = 0.0) -> str | None:
         limits = self.limits
         if limits.max_llm_calls is not None and self._reserved >= limits.max_llm_calls:
             return f"max_llm_calls={limits.max_llm_calls} reached: all {self._reserved} model calls are used"
-        if limits.max_tokens is not None and self._total.tokens >= limits.max_tokens:
-            return f"max_tokens={limits.max_tokens} reached: {self._total.tokens} tokens used"
-        if limits.max_cost_usd is not None and self._total.cost_usd >= limits.max_cost_usd:
-            return f"max_cost_usd={limits.max_cost_usd:g} reached: ${self._total.cost_usd:.4f} spent"
+        if limits.max_tokens is not None:
+            committed = self._total.tokens + self._held_tokens
+            if committed >= limits.max_tokens or committed + tokens > limits.max_tokens:
+                return (
+                    f"max_tokens={limits.max_tokens} reached: {self._total.tokens} tokens used, "
+                    f"{self._held_tokens} held by calls in flight, this call may need {tokens}"
+                )
+        if limits.max_cost_usd is not None:
+            committed_cost = self._total.cost_usd + self._held_cost
+            if committed_cost >= limits.max_cost_usd or committed_cost + cost_usd > limits.max_cost_usd:
+                return (
+                    f"max_cost_usd={limits.max_cost_usd:g} reached: ${self._total.cost_usd:.4f} spent, "
+                    f"${self._held_cost:.4f} held by calls in flight, this call may cost ${cost_usd:.4f}"
+                )
         return None

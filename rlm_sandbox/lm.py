@@ -1,5 +1,8 @@
 """Language-model clients: the protocol the RLM loop calls, an OpenAI-compatible
-implementation, and the price table that turns tokens into dollars.
+implementation, and the one way every call is charged to the budget.
+
+Prices come from `rlm_sandbox.prices` (the maintained genai-prices data); token
+estimates from `rlm_sandbox.tokens`.
 
 Retries are the openai SDK's own (exponential backoff with jitter, `Retry-After`
 honoured, on 408/409/429/5xx, timeouts and connection errors). This module adds
@@ -10,8 +13,12 @@ every failure or malformed answer into `LMError`.
 from __future__ import annotations
 
 import contextvars
+import inspect
+import json
 import math
 import os
+import re
+import threading
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -21,8 +28,10 @@ import openai
 from dotenv import dotenv_values, find_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rlm_sandbox.errors import CompletionTimeoutError, LMError, MissingAPIKeyError
-from rlm_sandbox.limits import Budget
+from rlm_sandbox.errors import BudgetExceededError, CompletionTimeoutError, ContextWindowExceededError, LMError, MissingAPIKeyError
+from rlm_sandbox.limits import Budget, Reservation
+from rlm_sandbox.prices import Price, cost_usd, known_context_window, lookup_price, price_source
+from rlm_sandbox.tokens import estimate_messages_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     # The SDK's own HTTP library, whatever it is called in the installed openai
@@ -31,8 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCAL_PLACEHOLDER_KEY",
-    "PRICES",
-    "PRICES_AS_OF",
+    "MIN_OUTPUT_TOKENS",
     "LMClient",
     "LMResponse",
     "OpenAIClient",
@@ -40,87 +48,16 @@ __all__ = [
     "complete_within_budget",
     "cost_usd",
     "lookup_price",
+    "price_source",
 ]
 
 # Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama) ignore the key, but
 # the SDK refuses to send a request without one.
 LOCAL_PLACEHOLDER_KEY = "not-needed"
 
-
-class Price(BaseModel):
-    """USD per one million tokens."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-
-
-PRICES_AS_OF = "2025-08"
-# Approximate public list prices (standard tier, no caching or batch discounts)
-# as of PRICES_AS_OF. Providers change them; pass `prices=` to OpenAIClient or
-# `cost_usd` to correct or extend this table. Claude and Gemini entries are for
-# those models served through OpenAI-compatible proxies (e.g. LiteLLM).
-PRICES: Mapping[str, Price] = MappingProxyType({
-    name: Price(input_per_mtok=i, output_per_mtok=o)
-    for name, (i, o) in {
-        "gpt-5": (1.25, 10.00),
-        "gpt-5-mini": (0.25, 2.00),
-        "gpt-5-nano": (0.05, 0.40),
-        "gpt-4.1": (2.00, 8.00),
-        "gpt-4.1-mini": (0.40, 1.60),
-        "gpt-4.1-nano": (0.10, 0.40),
-        "gpt-4o": (2.50, 10.00),
-        "gpt-4o-mini": (0.15, 0.60),
-        "o1": (15.00, 60.00),
-        "o3": (2.00, 8.00),
-        "o3-mini": (1.10, 4.40),
-        "o3-pro": (20.00, 80.00),
-        "o4-mini": (1.10, 4.40),
-        "claude-opus-4": (15.00, 75.00),
-        "claude-opus-4-1": (15.00, 75.00),
-        "claude-sonnet-4": (3.00, 15.00),
-        "claude-sonnet-4-5": (3.00, 15.00),
-        "claude-3-7-sonnet": (3.00, 15.00),
-        "claude-3-5-sonnet": (3.00, 15.00),
-        "claude-3-5-haiku": (0.80, 4.00),
-        "gemini-2.5-pro": (1.25, 10.00),
-        "gemini-2.5-flash": (0.30, 2.50),
-    }.items()
-})
-
-
-def lookup_price(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of `model`, tolerating provider prefixes and dated snapshots.
-
-    "openai/gpt-4o-2024-08-06" finds "gpt-4o"; the longest known name wins, so
-    "gpt-4o-mini-2024-07-18" finds "gpt-4o-mini", not "gpt-4o".
-    """
-    table = {**PRICES, **(prices or {})}
-    lowered = {name.lower(): price for name, price in table.items()}
-    name = model.strip().lower()
-    candidates = [name]
-    if "/" in name:
-        candidates.append(name.rsplit("/", 1)[1])
-    for candidate in candidates:
-        if candidate in lowered:
-            return lowered[candidate]
-        best = max(
-            (known for known in lowered if candidate.startswith(known + "-")),
-            key=len,
-            default=None,
-        )
-        if best is not None:
-            return lowered[best]
-    return None
-
-
-def cost_usd(model: str, input_tokens: int, output_tokens: int, prices: Mapping[str, Price] | None = None) -> float:
-    """Dollars for one call; 0.0 for a model without a known price (it is still counted)."""
-    price = lookup_price(model, prices)
-    if price is None:
-        return 0.0
-    return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1_000_000
+MIN_OUTPUT_TOKENS = 256
+"""The least room for a reply worth asking for: a request whose estimated input leaves
+less than this (or than its own output cap, if smaller) in the window does not fit."""
 
 
 class LMResponse(BaseModel):
@@ -136,11 +73,26 @@ class LMResponse(BaseModel):
     cost_usd: float = Field(ge=0)
     usage_estimated: bool = False
     """True when the server sent no usage and tokens were estimated from lengths."""
+    cached_input_tokens: int = Field(default=0, ge=0)
+    """Input tokens read from the server's prompt cache (part of input_tokens)."""
+    reasoning_tokens: int = Field(default=0, ge=0)
+    """Output tokens of hidden reasoning (part of output_tokens)."""
+    reasoning: str | None = None
+    """The `reasoning_content` / `reasoning` field some servers send beside the text."""
+    finish_reason: str | None = None
+    """"stop", "length" (cut at the output cap), "content_filter", "tool_calls", ..."""
+    refusal: str | None = None
+    tool_calls: int = Field(default=0, ge=0)
+    """How many tool calls the reply made (this loop offers none, so they are not run)."""
 
 
 @runtime_checkable
 class LMClient(Protocol):
-    """Anything that can answer a chat. Implementations must be thread-safe."""
+    """Anything that can answer a chat. Implementations must be thread-safe.
+
+    `complete` may also take `max_output_tokens: int | None` (the reply's cap); a
+    client whose `complete` has that keyword gets it, others are called without it.
+    """
 
     model: str
     """The model used when `complete` is not given one."""
@@ -205,14 +157,6 @@ def _retry_after_s(headers: httpx2.Headers) -> float | None:
     return None
 
 
-def _estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
-
-
-def _messages_chars(messages: list[dict[str, Any]]) -> str:
-    return "".join(m["content"] for m in messages if isinstance(m.get("content"), str))
-
-
 def _setting(explicit: str | None, env_name: str, dotenv: Mapping[str, str | None]) -> str | None:
     # Precedence: argument, then the process environment, then `.env` — the
     # same order as python-dotenv's load_dotenv(override=False), but without
@@ -222,10 +166,76 @@ def _setting(explicit: str | None, env_name: str, dotenv: Mapping[str, str | Non
     return os.environ.get(env_name) or dotenv.get(env_name) or None
 
 
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[_ ]length[_ ]exceeded|maximum context length|exceeds? the available context size|"
+    r"exceed_context_size|exceed context window|longer than the maximum model length|prompt is too long|"
+    r"input is too long|too many tokens",
+    re.IGNORECASE,
+)
+_WINDOW_IN_MESSAGE = re.compile(
+    r"maximum context length is (\d+)|context window of (\d+)|maximum model length of (\d+)|"
+    r"\"n_ctx\"\s*:\s*(\d+)",
+    re.IGNORECASE,
+)
+_PARAM_REJECTED = re.compile(r"unsupported|not supported|unrecognized|unknown|extra|not permitted|unexpected|invalid", re.I)
+_CAP_PARAMS = ("max_completion_tokens", "max_tokens")
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    try:
+        detail = json.dumps(body) if body is not None else ""
+    except (TypeError, ValueError):
+        detail = str(body)
+    return f"{exc.message} {detail}"
+
+
+def context_overflow(exc: openai.APIStatusError) -> tuple[bool, int | None]:
+    """(whether `exc` is a server's context-length error, the window it names if any).
+
+    Knows OpenAI's `context_length_exceeded`, vLLM's and llama-cpp-python's "maximum
+    context length is N tokens" and llama.cpp's `exceed_context_size_error` with `n_ctx`.
+    """
+    if exc.status_code not in (400, 413, 422):
+        return False, None
+    text = _error_text(exc)
+    if not _CONTEXT_OVERFLOW.search(text):
+        return False, None
+    match = _WINDOW_IN_MESSAGE.search(text)
+    window = next((int(group) for group in match.groups() if group), None) if match else None
+    return True, window
+
+
+def _default_cap_param(base_url: str | None) -> str:
+    # OpenAI's own API deprecated max_tokens (its reasoning models reject it); most
+    # other OpenAI-compatible servers (older vLLM, llama.cpp, Ollama, proxies) only
+    # know max_tokens.
+    if base_url is None or "api.openai.com" in base_url:
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+def _server_window(entry: Mapping[str, Any]) -> int | None:
+    """The window a /v1/models entry reports, under the names servers use for it."""
+    candidates: list[Any] = [entry.get("max_model_len"), entry.get("context_length"), entry.get("context_window")]
+    meta = entry.get("meta")
+    if isinstance(meta, Mapping):
+        # llama.cpp's server: n_ctx when it gives the running window, else the trained one.
+        candidates += [meta.get("n_ctx"), meta.get("n_ctx_train")]
+    candidates.append(entry.get("n_ctx"))
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 class OpenAIClient:
     """Chat completions from any OpenAI-compatible endpoint, through the openai SDK.
 
     One SDK client (thread-safe, one connection pool) serves every thread.
+    The reply's cap goes out as `max_completion_tokens` to OpenAI's own API and as
+    `max_tokens` elsewhere; a server that rejects the name gets the other one, once,
+    and the client remembers it.
     """
 
     def __init__(
@@ -253,7 +263,13 @@ class OpenAIClient:
                 )
             key = LOCAL_PLACEHOLDER_KEY
         self.max_retries = max_retries
-        self.prices: Mapping[str, Price] = {**PRICES, **(prices or {})}
+        self.prices: Mapping[str, Price] = dict(prices or {})
+        """User price overrides; everything else comes from the maintained data."""
+        self.cap_param = _default_cap_param(self.base_url)
+        """The request field that carries the output cap (switched once on rejection)."""
+        self._cap_param_switched = False
+        self._lock = threading.Lock()
+        self._windows: dict[str, int | None] = {}
         http_client = openai.DefaultHttpxClient(
             event_hooks={"request": [_clamp_to_deadline], "response": [_refuse_retry_past_deadline]},
         )
@@ -271,8 +287,45 @@ class OpenAIClient:
     def close(self) -> None:
         self._client.close()
 
-    def cost_usd(self, model: str, input_tokens: int, output_tokens: int) -> float:
-        return cost_usd(model, input_tokens, output_tokens, self.prices)
+    def cost_usd(self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
+        return cost_usd(model, input_tokens, output_tokens, self.prices, cached_input_tokens=cached_input_tokens)
+
+    # -- context windows -------------------------------------------------------
+
+    def context_window(self, model: str | None = None) -> int | None:
+        """`model`'s window in tokens: what the server's /v1/models says (vLLM's
+        `max_model_len`, llama.cpp's `meta.n_ctx_train`, OpenRouter's `context_length`),
+        else the maintained data for known hosted models, else None. Asked once per model.
+        """
+        model = model or self.model
+        with self._lock:
+            if model in self._windows:
+                return self._windows[model]
+        window = None
+        if self.base_url is not None and "api.openai.com" not in self.base_url:
+            window = self._window_from_server(model)
+        if window is None:
+            window = known_context_window(model)
+        with self._lock:
+            return self._windows.setdefault(model, window)
+
+    def learn_context_window(self, model: str, window: int) -> None:
+        """Remember a window the server stated (e.g. in a context-length error)."""
+        with self._lock:
+            self._windows[model] = window
+
+    def _window_from_server(self, model: str) -> int | None:
+        try:
+            page = self._client.with_options(max_retries=0, timeout=10.0).models.list()
+            entries = [entry.to_dict() for entry in page.data]
+        except (openai.OpenAIError, ValueError, ValidationError, TypeError):
+            return None  # many servers have no /models, or a partial one: not an error
+        named = [entry for entry in entries if entry.get("id") == model]
+        if not named and len(entries) == 1:
+            named = entries  # a one-model server (llama.cpp) answers whatever name it is given
+        return _server_window(named[0]) if named else None
+
+    # -- calls -------------------------------------------------------------------
 
     def complete(
         self,
@@ -280,21 +333,24 @@ class OpenAIClient:
         *,
         model: str | None = None,
         timeout_s: float | None = None,
+        max_output_tokens: int | None = None,
     ) -> LMResponse:
         """One chat completion; `timeout_s` bounds the call including its retries.
 
-        Raises LMError when the call fails after retries, times out, or the
-        answer has no choices or no text.
+        Raises ContextWindowExceededError for the server's context-length error (with
+        the window, where the server names it), and LMError when the call fails after
+        retries, times out, or the answer has no choices.
         """
         model = model or self.model
         where = self.base_url or "the OpenAI API"
         token = _call_deadline.set(None if timeout_s is None else time.monotonic() + timeout_s)
         try:
-            completion = self._client.chat.completions.create(
-                model=model,
-                messages=messages,  # type: ignore[arg-type]  # plain dicts are what callers hold
-                timeout=timeout_s if timeout_s is not None else openai.NOT_GIVEN,
-            )
+            try:
+                completion = self._create(model, messages, timeout_s, max_output_tokens)
+            except openai.BadRequestError as exc:
+                if not self._switch_cap_param(exc, max_output_tokens):
+                    raise
+                completion = self._create(model, messages, timeout_s, max_output_tokens)
         except openai.APITimeoutError as exc:
             within = f"within {timeout_s:g}s (retries included)" if timeout_s is not None else "before the SDK's timeout"
             raise LMError(f"{model} at {where}: no answer {within}") from exc
@@ -305,6 +361,15 @@ class OpenAIClient:
         except openai.AuthenticationError as exc:
             raise LMError(f"{model} at {where}: the API key was rejected (HTTP 401): {exc.message}") from exc
         except openai.APIStatusError as exc:
+            overflow, window = context_overflow(exc)
+            if overflow:
+                if window is not None:
+                    self.learn_context_window(model, window)
+                limit = f"its window of {window} tokens" if window else "its context window"
+                raise ContextWindowExceededError(
+                    f"{model} at {where}: the request does not fit {limit} (HTTP {exc.status_code}: {exc.message})",
+                    window=window,
+                ) from exc
             raise LMError(f"{model} at {where}: HTTP {exc.status_code}: {exc.message}") from exc
         except (openai.OpenAIError, ValueError, ValidationError) as exc:
             # ValueError covers a body that is not JSON (json.JSONDecodeError),
@@ -314,38 +379,147 @@ class OpenAIClient:
             _call_deadline.reset(token)
         return self._to_response(completion, model, messages, where)
 
+    def _create(
+        self, model: str, messages: list[dict[str, Any]], timeout_s: float | None, max_output_tokens: int | None
+    ) -> Any:
+        cap: dict[str, Any] = {} if max_output_tokens is None else {self.cap_param: max_output_tokens}
+        return self._client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]  # plain dicts are what callers hold
+            timeout=timeout_s if timeout_s is not None else openai.NOT_GIVEN,
+            **cap,
+        )
+
+    def _switch_cap_param(self, exc: openai.BadRequestError, max_output_tokens: int | None) -> bool:
+        """Whether `exc` rejected the cap's field name, and so the other one was chosen."""
+        if max_output_tokens is None:
+            return False
+        text = _error_text(exc)
+        with self._lock:
+            sent = self.cap_param
+            if self._cap_param_switched or sent not in text or not _PARAM_REJECTED.search(text):
+                return False
+            if context_overflow(exc)[0]:
+                return False  # "max_tokens is too large for the window" is not about the name
+            self.cap_param = next(name for name in _CAP_PARAMS if name != sent)
+            self._cap_param_switched = True
+            return True
+
     def _to_response(self, completion: Any, model: str, messages: list[dict[str, Any]], where: str) -> LMResponse:
         choices = getattr(completion, "choices", None)
         if not choices:
             raise LMError(f"{model} at {where}: malformed response: no choices")
-        message = getattr(choices[0], "message", None)
-        text = getattr(message, "content", None)
-        if not isinstance(text, str):
-            refusal = getattr(message, "refusal", None)
-            detail = f"the model refused: {refusal}" if refusal else "the message has no text content"
-            raise LMError(f"{model} at {where}: malformed response: {detail}")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        text = content if isinstance(content, str) else ""
+        refusal = getattr(message, "refusal", None)
+        tool_calls = getattr(message, "tool_calls", None) or []
+        reasoning = _extra(message, "reasoning_content") or _extra(message, "reasoning")
+        finish_reason = getattr(choice, "finish_reason", None)
         usage = getattr(completion, "usage", None)
         input_tokens = getattr(usage, "prompt_tokens", None)
         output_tokens = getattr(usage, "completion_tokens", None)
         estimated = not (isinstance(input_tokens, int) and isinstance(output_tokens, int))
         if estimated:
-            # Some local servers omit usage; an estimate keeps max_tokens meaningful.
-            input_tokens = _estimate_tokens(_messages_chars(messages))
-            output_tokens = _estimate_tokens(text)
+            # Some local servers omit usage; an estimate that errs high keeps max_tokens meaningful.
+            input_tokens = estimate_messages_tokens(messages)
+            output_tokens = estimate_tokens(text) + estimate_tokens(reasoning or "")
         assert isinstance(input_tokens, int) and isinstance(output_tokens, int)
+        input_tokens, output_tokens = max(0, input_tokens), max(0, output_tokens)
+        cached = _detail(usage, "prompt_tokens_details", "cached_tokens") or _int(_extra(usage, "prompt_cache_hit_tokens"))
+        cached = min(cached, input_tokens)
+        reasoning_tokens = min(_detail(usage, "completion_tokens_details", "reasoning_tokens"), output_tokens)
         return LMResponse(
             text=text,
             model=model,
-            input_tokens=max(0, input_tokens),
-            output_tokens=max(0, output_tokens),
-            cost_usd=self.cost_usd(model, input_tokens, output_tokens),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=self.cost_usd(model, input_tokens, output_tokens, cached),
             usage_estimated=estimated,
+            cached_input_tokens=cached,
+            reasoning_tokens=reasoning_tokens,
+            reasoning=reasoning,
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            refusal=refusal if isinstance(refusal, str) and refusal else None,
+            tool_calls=len(tool_calls) if isinstance(tool_calls, list) else 0,
         )
+
+
+def _extra(obj: Any, name: str) -> Any:
+    """A field the SDK's types do not declare (servers add their own), or None."""
+    value = getattr(obj, name, None)
+    if value is None:
+        extra = getattr(obj, "model_extra", None) or {}
+        value = extra.get(name)
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _detail(usage: Any, group: str, name: str) -> int:
+    details = getattr(usage, group, None)
+    value = getattr(details, name, None)
+    if value is None and isinstance(details, Mapping):
+        value = details.get(name)
+    return _int(value)
 
 
 def _cause(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     return f"{type(cause).__name__}: {cause}" if cause else str(exc)
+
+
+_ACCEPTS_CAP: dict[type, bool] = {}
+
+
+def _accepts_output_cap(client: LMClient) -> bool:
+    kind = type(client)
+    if kind not in _ACCEPTS_CAP:
+        try:
+            parameters = inspect.signature(client.complete).parameters
+        except (TypeError, ValueError):
+            parameters = {}  # type: ignore[assignment]
+        _ACCEPTS_CAP[kind] = "max_output_tokens" in parameters or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+        )
+    return _ACCEPTS_CAP[kind]
+
+
+def _worst_cost(client: LMClient, model: str, input_tokens: int, output_tokens: int) -> float:
+    price = getattr(client, "cost_usd", None)
+    if not callable(price):
+        return 0.0  # e.g. a scripted model: free
+    return float(price(model, input_tokens, output_tokens))
+
+
+def _reserve(
+    client: LMClient, budget: Budget, model: str, input_tokens: int, cap: int | None
+) -> tuple[Reservation, int | None]:
+    """Reserve the call's worst case; when it does not fit, try once with the reply's
+    cap cut to what is left (never below MIN_OUTPUT_TOKENS). Returns (held, cap)."""
+    worst_output = cap or 0
+    try:
+        held = budget.reserve(input_tokens + worst_output, _worst_cost(client, model, input_tokens, worst_output))
+        return held, cap
+    except BudgetExceededError:
+        if cap is None:
+            raise
+        tokens_left, cost_left = budget.headroom()
+        affordable = cap
+        if tokens_left is not None:
+            affordable = min(affordable, tokens_left - input_tokens)
+        if cost_left is not None:
+            per_output = _worst_cost(client, model, 0, 1_000_000) / 1_000_000
+            if per_output > 0:
+                room = cost_left - _worst_cost(client, model, input_tokens, 0)
+                affordable = min(affordable, math.floor(room / per_output))
+        if affordable >= min(cap, MIN_OUTPUT_TOKENS) and affordable < cap:
+            held = budget.reserve(input_tokens + affordable, _worst_cost(client, model, input_tokens, affordable))
+            return held, affordable
+        raise
 
 
 def complete_within_budget(
@@ -355,23 +529,54 @@ def complete_within_budget(
     *,
     model: str | None = None,
     timeout_s: float | None = None,
+    max_output_tokens: int | None = None,
+    context_window: int | None = None,
 ) -> LMResponse:
-    """One model call charged to `budget`: reserve, call within the deadline, record.
+    """One model call charged to `budget`: fit, reserve the worst case, call, record.
 
-    A failed call is still recorded (with no tokens): it was a real request.
-    A failure caused by the completion's deadline raises CompletionTimeoutError.
+    With a `context_window`, a request whose estimated input leaves no room for a
+    reply raises ContextWindowExceededError before anything is spent, and the reply's
+    cap is cut to the room left. The worst case (estimated input + the cap, priced)
+    is reserved against the budget first (see `Budget`); the server's reported usage
+    replaces it afterwards. A failed call is still recorded (with no tokens): it was a
+    real request. A failure caused by the completion's deadline raises
+    CompletionTimeoutError.
     """
-    budget.reserve()
     name = model or client.model
+    input_tokens = estimate_messages_tokens(messages)
+    cap = max_output_tokens
+    if context_window is not None:
+        room = context_window - input_tokens
+        if room < min(cap or MIN_OUTPUT_TOKENS, MIN_OUTPUT_TOKENS):
+            raise ContextWindowExceededError(
+                f"the prompt for {name} is about {input_tokens:,} tokens (estimated, erring high), and "
+                f"{name}'s context window is {context_window:,} tokens, leaving no room for a reply. "
+                "Send a shorter prompt: split the text into chunks and query each one.",
+                window=context_window,
+                tokens=input_tokens,
+            )
+        cap = room if cap is None else min(cap, room)
+    held, cap = _reserve(client, budget, name, input_tokens, cap)
+    kwargs: dict[str, Any] = {}
+    if cap is not None and _accepts_output_cap(client):
+        kwargs["max_output_tokens"] = cap
     try:
-        response = client.complete(messages, model=name, timeout_s=budget.clamp_timeout(timeout_s))
+        response = client.complete(messages, model=name, timeout_s=budget.clamp_timeout(timeout_s), **kwargs)
     except LMError as exc:
-        budget.record(name, 0, 0, 0.0)
+        budget.record(name, 0, 0, 0.0, reservation=held)
         if budget.timed_out():
             raise CompletionTimeoutError(f"the completion's deadline passed during a call to {name}") from exc
         raise
     except BaseException:
-        budget.record(name, 0, 0, 0.0)
+        budget.record(name, 0, 0, 0.0, reservation=held)
         raise
-    budget.record(name, response.input_tokens, response.output_tokens, response.cost_usd)
+    budget.record(
+        name,
+        response.input_tokens,
+        response.output_tokens,
+        response.cost_usd,
+        reservation=held,
+        cached_input_tokens=response.cached_input_tokens,
+        reasoning_tokens=response.reasoning_tokens,
+    )
     return response

@@ -2,8 +2,10 @@
 
 Model output is sloppy markdown, so the rules here are tolerant on purpose:
 indented fences, trailing spaces, CRLF and an unclosed last fence all work.
-The one strict rule is that nothing inside a fenced block counts as a textual
-FINAL: code that *mentions* FINAL must not end the run before it executes.
+The strict rules: nothing inside a fenced block counts as a textual FINAL (code
+that *mentions* FINAL must not end the run before it executes); reasoning
+(`<think>...</think>`) is never searched for code or FINAL (`split_reasoning`); and
+a reply cut at the output cap never runs its unclosed last block (`complete_only`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["CODE_LANGUAGES", "FinalAnswer", "find_code_blocks", "find_final"]
+__all__ = ["CODE_LANGUAGES", "FinalAnswer", "find_code_blocks", "find_final", "split_reasoning"]
 
 CODE_LANGUAGES = frozenset({"repl", "python"})
 """Fence languages whose contents are executed."""
@@ -23,6 +25,12 @@ CODE_LANGUAGES = frozenset({"repl", "python"})
 _OPEN_FENCE = re.compile(r"^[ \t]*(?P<ticks>`{3,})[ \t]*(?P<info>[^`\n]*?)[ \t]*$")
 _FINAL_START = re.compile(r"^[ \t]*(?P<kind>FINAL_VAR|FINAL)[ \t]*\(", re.MULTILINE)
 _QUOTES = ("'''", '"""', "'", '"')
+# Reasoning models (DeepSeek-R1, Qwen3, QwQ, gpt-oss through some servers) write their
+# thinking inline. Some chat templates open the block in the prompt, so a reply may
+# start inside it and show only the closing tag.
+_THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
+_THINK_OPEN = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 
 
 class FinalAnswer(BaseModel):
@@ -82,10 +90,43 @@ def _fences(text: str) -> list[_Fence]:
     return fences
 
 
-def find_code_blocks(text: str) -> list[str]:
-    """The contents of the ```repl and ```python blocks of `text`, in order."""
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(the reply without its reasoning, the reasoning) of a model reply.
+
+    Removes every `<think>...</think>` block (also `<thinking>`, `<reasoning>`), a
+    leading stretch that ends in a closing tag with no opening one (the template
+    opened it), and an opening tag that never closes (with everything after it).
+    """
+    thoughts: list[str] = []
+    leading = _THINK_CLOSE.search(text)
+    first_open = _THINK_OPEN.search(text)
+    if leading is not None and (first_open is None or first_open.start() > leading.start()):
+        thoughts.append(text[: leading.start()])
+        text = text[leading.end() :]
+
+    def keep(match: re.Match[str]) -> str:
+        thoughts.append(match.group(2))
+        return ""
+
+    text = _THINK_BLOCK.sub(keep, text)
+    unclosed = _THINK_OPEN.search(text)
+    if unclosed is not None:
+        thoughts.append(text[unclosed.end() :])
+        text = text[: unclosed.start()]
+    return text.strip(), "\n\n".join(t.strip() for t in thoughts if t.strip())
+
+
+def find_code_blocks(text: str, *, complete_only: bool = False) -> list[str]:
+    """The contents of the ```repl and ```python blocks of `text`, in order.
+
+    `complete_only`: leave out a last block that never closes (the reply was cut
+    mid-block, so its code is unfinished even if what is there would parse).
+    """
     text = _normalize(text)
-    return [text[f.body_start : f.body_end] for f in _fences(text) if f.language in CODE_LANGUAGES]
+    fences = [f for f in _fences(text) if f.language in CODE_LANGUAGES]
+    if complete_only:
+        fences = [f for f in fences if f.body_end < f.end]
+    return [text[f.body_start : f.body_end] for f in fences]
 
 
 def find_final(text: str) -> FinalAnswer | None:

@@ -18,9 +18,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxClosedError, SandboxError
+from .errors import (
+    BudgetExceededError,
+    CompletionTimeoutError,
+    ContextWindowExceededError,
+    LMError,
+    SandboxClosedError,
+    SandboxError,
+)
+from .history import Conversation
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
+from .parsing import split_reasoning
+from .prices import price_source
+from .replies import ModelReply, read_reply
+from .tokens import estimate_messages_tokens
 from .parsing import FinalAnswer, find_code_blocks, find_final
 from .prompts import (
     describe_context,
@@ -118,6 +130,7 @@ class RLM:
             query=query,
             context=describe_context(context).model_dump(),
             limits=self.limits.model_dump(),
+            prices=price_source(),
         )
         try:
             outcome = tree.run_node(context, query, depth=0, parent=None)
@@ -229,33 +242,30 @@ class _Tree:
                     self.sandboxes_started += 1
                 self._add_time("sandbox_start_s", time.monotonic() - started)
                 info = describe_context(context)
-                messages: list[dict[str, str]] = [
-                    {
-                        "role": "system",
-                        "content": system_prompt(
-                            info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations
-                        ),
-                    },
-                    {"role": "user", "content": task_prompt(query)},
-                ]
+                conversation = Conversation(
+                    system_prompt(info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations),
+                    task_prompt(query),
+                    window=self.context_window(self.rlm.model, self.rlm.client),
+                    max_output_tokens=limits.max_output_tokens,
+                )
                 feedback: str | None = None
                 while iterations < limits.max_iterations:
                     iterations += 1
                     if feedback is not None:
                         # One user message per turn: some chat templates reject two in a row.
                         note = turn_prompt(iterations, limits.max_iterations)
-                        messages.append({"role": "user", "content": f"{feedback}\n\n{note}"})
-                    reply = self._model_turn(messages, node, depth, iterations)
-                    replies.append(reply)
+                        conversation.add_user(f"{feedback}\n\n{note}")
+                    reply = self._model_turn(conversation, node, depth, iterations)
+                    replies.append(reply.visible)
                     answer, feedback = self._act_on_reply(reply, sandbox, node, depth, iterations)
                     if answer is not None:
                         return self._finish(node, _Outcome(answer=answer, stop_reason="final", iterations=iterations))
                 # Out of turns: ask once for the best answer so far.
                 ask = final_request() if feedback is None else f"{feedback}\n\n{final_request()}"
-                messages.append({"role": "user", "content": ask})
-                reply = self._model_turn(messages, node, depth, iterations + 1)
-                replies.append(reply)
-                final = find_final(reply)
+                conversation.add_user(ask)
+                reply = self._model_turn(conversation, node, depth, iterations + 1)
+                replies.append(reply.visible)
+                final = find_final(reply.visible)
                 answer = self._resolve_final(final, sandbox)[0] if final else None
                 return self._finish(
                     node,
@@ -297,20 +307,45 @@ class _Tree:
         self.trajectory.emit("node_end", node=node, **outcome.model_dump())
         return outcome
 
-    def _model_turn(self, messages: list[dict[str, str]], node: int, depth: int, iteration: int) -> str:
+    def context_window(self, model: str, client: LMClient) -> int | None:
+        """`model`'s window: Limits.context_window for the root model, else what the
+        client can find out (the server's /v1/models, the maintained data)."""
+        if self.rlm.limits.context_window is not None and model == self.rlm.model:
+            return self.rlm.limits.context_window
+        find = getattr(client, "context_window", None)
+        return find(model) if callable(find) else None
+
+    def _model_turn(self, conversation: Conversation, node: int, depth: int, iteration: int) -> ModelReply:
         self._check_cancelled()
-        started = time.monotonic()
-        try:
-            response = complete_within_budget(
-                self.rlm.client,
-                self.budget,
-                messages,
-                model=self.rlm.model,
-                timeout_s=self.rlm.limits.llm_timeout_s,
-            )
-        finally:
-            self._add_time("model_s", time.monotonic() - started)
-        messages.append({"role": "assistant", "content": response.text})
+        turn_started = started = time.monotonic()
+        recovered = False
+        while True:
+            messages, cap, compaction = conversation.prepare()
+            if compaction is not None:
+                self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
+            try:
+                response = complete_within_budget(
+                    self.rlm.client,
+                    self.budget,
+                    messages,
+                    model=self.rlm.model,
+                    timeout_s=self.rlm.limits.llm_timeout_s,
+                    max_output_tokens=cap,
+                    context_window=conversation.window,
+                )
+                break
+            except ContextWindowExceededError as exc:
+                # The server knows its window better than any estimate: compact once, retry once.
+                compaction = None if recovered else conversation.recover(exc.window)
+                if compaction is None:
+                    raise
+                recovered = True
+                self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
+            finally:
+                self._add_time("model_s", time.monotonic() - started)
+                started = time.monotonic()
+        reply = read_reply(response, cap)
+        conversation.add_reply(reply.visible)
         self.trajectory.emit(
             "model_call",
             node=node,
@@ -319,24 +354,41 @@ class _Tree:
             model=response.model,
             input_tokens=response.input_tokens,
             output_tokens=response.output_tokens,
+            cached_input_tokens=response.cached_input_tokens,
+            reasoning_tokens=response.reasoning_tokens,
             cost_usd=response.cost_usd,
-            duration_s=round(time.monotonic() - started, 6),
-            prompt=messages[-2]["content"],  # only what is new since the previous call
+            duration_s=round(time.monotonic() - turn_started, 6),
+            prompt=messages[-1]["content"],  # only what is new since the previous call
             response=response.text,
+            reasoning=reply.reasoning,
+            finish_reason=response.finish_reason,
+            max_output_tokens=cap,
+            context_window=conversation.window,
+            estimated_input_tokens=estimate_messages_tokens(messages),
         )
-        return response.text
+        return reply
 
     def _act_on_reply(
         self,
-        reply: str,
+        reply: ModelReply,
         sandbox: Sandbox,
         node: int,
         depth: int,
         iteration: int,
     ) -> tuple[str | None, str]:
-        """Run the reply's code; return (the final answer if given, what the model sees next)."""
-        blocks = find_code_blocks(reply)
-        textual_final = find_final(reply)
+        """Run the reply's code; return (the final answer if given, what the model sees next).
+
+        Only the visible text counts (never reasoning), and a reply cut at the output
+        cap never runs its unclosed last block."""
+        notes = "\n".join(reply.notes)
+        answer, feedback = self._act_on_visible(reply, sandbox, node, depth, iteration)
+        return answer, f"{notes}\n\n{feedback}" if notes else feedback
+
+    def _act_on_visible(
+        self, reply: ModelReply, sandbox: Sandbox, node: int, depth: int, iteration: int
+    ) -> tuple[str | None, str]:
+        blocks = find_code_blocks(reply.visible, complete_only=reply.cut)
+        textual_final = find_final(reply.visible)
         if not blocks:
             if textual_final is not None:
                 return self._resolve_final(textual_final, sandbox)
@@ -430,8 +482,10 @@ class _Tree:
                 [{"role": "user", "content": prompt}],
                 model=model,
                 timeout_s=self.rlm.limits.llm_timeout_s,
+                max_output_tokens=self.rlm.limits.max_output_tokens,
+                context_window=self.context_window(model, self.rlm.sub_client),
             )
-            return response.text
+            return split_reasoning(response.text)[0]
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise

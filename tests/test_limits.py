@@ -31,13 +31,15 @@ def test_limits_defaults_match_the_design() -> None:
         "exec_timeout_s": 60,
         "llm_timeout_s": 300,
         "max_concurrency": 8,
+        "max_output_tokens": 8192,
+        "context_window": None,
     }
 
 
 @pytest.mark.parametrize(
     "field",
     ["max_depth", "max_iterations", "max_llm_calls", "max_tokens", "max_cost_usd", "timeout_s",
-     "exec_timeout_s", "llm_timeout_s", "max_concurrency"],
+     "exec_timeout_s", "llm_timeout_s", "max_concurrency", "max_output_tokens", "context_window"],
 )
 @pytest.mark.parametrize("value", [0, -1])
 def test_limits_must_be_positive(field: str, value: int) -> None:
@@ -60,7 +62,9 @@ def test_unlimited_budget_counts_per_model_and_total() -> None:
         budget.record(model, tokens_in, tokens_out, cost)
     usage = budget.usage()
     assert isinstance(usage, Usage)
-    assert usage.models["a"].model_dump() == {"calls": 2, "input_tokens": 13, "output_tokens": 9, "cost_usd": 0.75}
+    assert usage.models["a"].model_dump() == {
+        "calls": 2, "input_tokens": 13, "output_tokens": 9, "cost_usd": 0.75, "cached_input_tokens": 0, "reasoning_tokens": 0
+    }
     assert usage.models["b"].calls == 1
     assert (usage.total.calls, usage.total.input_tokens, usage.total.output_tokens) == (3, 14, 11)
     assert usage.total.cost_usd == pytest.approx(0.75)

@@ -4,6 +4,13 @@ Tests drive it through the real `openai` client, so retries, timeouts, header
 parsing and response validation are the SDK's own, not a mock's idea of them.
 Each test scripts the replies (a queue, a responder callable, or both) and then
 asserts on the recorded requests.
+
+It also behaves like the real servers the loop meets: a context window enforced with
+the real error bodies of OpenAI, vLLM, llama.cpp and llama-cpp-python
+(`context_window=`, `window_error=`); the output cap obeyed, cutting the reply with
+`finish_reason: "length"`; a rejected cap field name (`cap_params=`); `/v1/models`
+with what each server reports (`models=`); reasoning fields, think blocks,
+refusals, tool calls, cached and reasoning token details (`Reply` fields).
 """
 
 from __future__ import annotations
@@ -20,11 +27,54 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply", "Responder", "fake_openai_server"]
+__all__ = [
+    "WINDOW_ERRORS",
+    "FakeOpenAIServer",
+    "RecordedRequest",
+    "Reply",
+    "Responder",
+    "WindowError",
+    "fake_openai_server",
+]
+
+WindowError = Literal["openai", "vllm", "llamacpp", "llama-cpp-python"]
+
+
+def _window_error_body(kind: WindowError, window: int, prompt: int, completion: int) -> dict[str, Any]:
+    """The body each server really sends (HTTP 400) for a request that does not fit."""
+    if kind == "openai":
+        return {"error": {
+            "message": f"This model's maximum context length is {window} tokens. However, your messages resulted "
+            f"in {prompt + completion} tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+        }}
+    if kind == "vllm":  # vLLM's OpenAI server: a top-level error object
+        return {
+            "object": "error",
+            "message": f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+            "Please reduce the length of the messages or completion.",
+            "type": "BadRequestError", "param": None, "code": 400,
+        }
+    if kind == "llamacpp":  # llama.cpp's own llama-server
+        return {"error": {
+            "code": 400, "message": "the request exceeds the available context size, try increasing it",
+            "type": "exceed_context_size_error", "n_prompt_tokens": prompt, "n_ctx": window,
+        }}
+    # llama-cpp-python's server (llama_cpp/server/errors.py, chat completions)
+    return {"error": {
+        "message": f"This model's maximum context length is {window} tokens. However, you requested "
+        f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+        "Please reduce the length of the messages or completion.",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+    }}
+
+
+WINDOW_ERRORS: tuple[WindowError, ...] = ("openai", "vllm", "llamacpp", "llama-cpp-python")
 
 
 class Reply(BaseModel):
@@ -59,6 +109,18 @@ class Reply(BaseModel):
     empty_choices: bool = False
     reset: bool = False
     """Drop the connection with a TCP RST instead of answering."""
+    finish_reason: str = "stop"
+    """Set to "length" by the server itself when it cuts the reply at the request's cap."""
+    reasoning: str | None = None
+    """Sent in the message's `reasoning_field` (DeepSeek/vLLM `reasoning_content`, others `reasoning`)."""
+    reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    refusal: str | None = None
+    tool_calls: int = 0
+    """How many (dummy) tool calls the message carries."""
+    cached_tokens: int | None = None
+    """`usage.prompt_tokens_details.cached_tokens`."""
+    reasoning_tokens: int | None = None
+    """`usage.completion_tokens_details.reasoning_tokens`."""
 
     @classmethod
     def text(cls, content: str, **kwargs: Any) -> Reply:
@@ -135,6 +197,14 @@ def _messages_text(body: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _cap(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int):
+            return value
+    return None
+
+
 @dataclass
 class _State:
     """Mutable state shared between the server object and its handler threads."""
@@ -148,6 +218,10 @@ class _State:
     in_flight: int = 0
     peak_in_flight: int = 0
     handler_errors: list[str] = field(default_factory=list)
+    context_window: int | None = None
+    window_error: WindowError = "openai"
+    cap_params: frozenset[str] = frozenset({"max_tokens", "max_completion_tokens"})
+    models: dict[str, Any] | None = None
 
     def next_reply(self, body: dict[str, Any]) -> Reply:
         with self.lock:
@@ -172,6 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest output clean; requests are recorded instead
 
     def do_GET(self) -> None:
+        models = self.server.state.models
+        if self.path.rstrip("/") == "/v1/models" and models is not None:
+            self._send_json(200, models)
+            return
         self._send_json(404, {"error": {"message": f"no route for GET {self.path}", "type": "not_found"}})
 
     def do_POST(self) -> None:
@@ -191,6 +269,16 @@ class _Handler(BaseHTTPRequestHandler):
 
         record: RecordedRequest | None = None
         self._record = None
+        refusal = self._refuse(body or {})
+        if refusal is not None:
+            # Recorded like any request: a real server counted it too (and it cost a round trip).
+            record = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                     received_at, Reply(status=400))
+            with state.lock:
+                state.requests.append(record)
+            self._record = record
+            self._send_json(400, refusal)
+            return
         with state.lock:
             state.in_flight += 1
             state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
@@ -242,14 +330,47 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(200, self._completion(reply, body))
 
+    def _refuse(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The error body for a request this server would reject before generating, if any."""
+        state = self.server.state
+        for name in ("max_tokens", "max_completion_tokens"):
+            if name in body and name not in state.cap_params:
+                return {"error": {
+                    "message": f"Unsupported parameter: '{name}' is not supported with this model. Use "
+                    f"'{next(iter(state.cap_params - {name}), 'max_tokens')}' instead.",
+                    "type": "invalid_request_error", "param": name, "code": "unsupported_parameter",
+                }}
+        window = state.context_window
+        if window is None:
+            return None
+        prompt = estimate_tokens(_messages_text(body))
+        cap = _cap(body)
+        if prompt + (cap or 0) > window:
+            return _window_error_body(state.window_error, window, prompt, cap or 0)
+        return None
+
     @staticmethod
     def _completion(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
         model = reply.model or str(body.get("model") or "fake-model")
         content = reply.content
+        finish_reason = reply.finish_reason
+        cap = _cap(body)
+        if cap is not None and content and estimate_tokens(content) > cap:
+            # A real server stops generating at the cap, mid-word or mid-block.
+            content, finish_reason = content[: cap * 4], "length"
         choices: list[dict[str, Any]] = []
         if not reply.empty_choices:
             message: dict[str, Any] = {"role": "assistant", "content": content}
-            choices.append({"index": 0, "message": message, "finish_reason": "stop", "logprobs": None})
+            if reply.reasoning is not None:
+                message[reply.reasoning_field] = reply.reasoning
+            if reply.refusal is not None:
+                message["refusal"] = reply.refusal
+            if reply.tool_calls:
+                message["tool_calls"] = [
+                    {"id": f"call_{i}", "type": "function", "function": {"name": "search", "arguments": "{}"}}
+                    for i in range(reply.tool_calls)
+                ]
+            choices.append({"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None})
         completion: dict[str, Any] = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -262,11 +383,18 @@ class _Handler(BaseHTTPRequestHandler):
             completion_tokens = (
                 reply.completion_tokens if reply.completion_tokens is not None else estimate_tokens(content or "")
             )
-            completion["usage"] = {
+            if cap is not None:
+                completion_tokens = min(completion_tokens, cap)
+            usage: dict[str, Any] = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt + completion_tokens,
             }
+            if reply.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+            if reply.reasoning_tokens is not None:
+                usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
+            completion["usage"] = usage
         return completion
 
     def _stamp_finished(self) -> None:
@@ -333,8 +461,23 @@ class FakeOpenAIServer:
         replies: Iterable[Reply] = (),
         *,
         default: Reply | None = None,
+        context_window: int | None = None,
+        window_error: WindowError = "openai",
+        cap_params: Iterable[str] = ("max_tokens", "max_completion_tokens"),
+        models: dict[str, Any] | None = None,
     ) -> None:
-        self._state = _State(replies=deque(replies), responder=responder, default=default or Reply())
+        """`context_window`: reject (HTTP 400, `window_error`'s real body) a request whose
+        prompt (chars / 4) plus its cap exceeds it. `cap_params`: the cap field names the
+        server accepts. `models`: the JSON body of GET /v1/models (None: 404)."""
+        self._state = _State(
+            replies=deque(replies),
+            responder=responder,
+            default=default or Reply(),
+            context_window=context_window,
+            window_error=window_error,
+            cap_params=frozenset(cap_params),
+            models=models,
+        )
         self._server = _Server(self._state)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
