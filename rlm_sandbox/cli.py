@@ -251,6 +251,7 @@ def _rlm_settings(args: argparse.Namespace):
         max_cost_usd=args.max_cost,
         timeout_s=args.timeout,
         exec_timeout_s=args.exec_timeout,
+        max_output_tokens=args.max_output_tokens or None,
     )
     try:
         client = OpenAIClient(args.model, base_url=args.base_url, api_key=None)
@@ -539,6 +540,10 @@ def _add_rlm_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-iterations", type=int, default=20)
     limits.add_argument("--max-llm-calls", type=int, default=None)
     limits.add_argument("--max-tokens", type=int, default=None)
+    limits.add_argument(
+        "--max-output-tokens", type=int, default=8192, metavar="N",
+        help="cap on every model reply (default: %(default)s; 0: the server's default)",
+    )
     limits.add_argument("--max-cost", type=float, default=None, metavar="USD")
     limits.add_argument("--timeout", type=float, default=None, metavar="S", help="wall clock for the whole run")
     limits.add_argument("--exec-timeout", type=float, default=60, metavar="S", help="per code block")
