@@ -361,13 +361,13 @@ def test_metadata_records_the_price_source(fake_openai: FakeOpenAIServer, tmp_pa
 
 
 def test_sixteen_concurrent_large_sub_calls_cannot_pass_max_cost(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
-    # Each sub-call would cost up to $0.006 (a 20k-char prompt and a 2,000-token reply at
-    # $1/$2 per million); 16 at once would be ~$0.09 against a $0.02 cap.
+    # Each sub-call costs about $0.005 (a 5k-char prompt and a 2,000-token reply at $1/$2
+    # per million); 16 at once would be ~$0.08 against a $0.02 cap.
     def respond(body: dict) -> Reply:
         if is_root(body):
             if turn_of(body) == 0:
                 return Reply.text(repl(
-                    "answers = llm_query_batched(['data ' * 4000 + str(i) for i in range(16)])\n"
+                    "answers = llm_query_batched(['data ' * 1000 + str(i) for i in range(16)])\n"
                     "print(sum(a.startswith('[error') for a in answers), 'refused')"
                 ))
             return Reply.text("FINAL(done)")
