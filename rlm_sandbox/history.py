@@ -14,6 +14,7 @@ one compaction (using the window the error names, if any) and the loop retries.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,7 +29,11 @@ from .tokens import estimate_messages_tokens, estimate_tokens
 
 __all__ = ["Compaction", "Conversation"]
 
-_RECORD_HEADING = "## Record of earlier turns (compacted)"
+_RECORD_HEADING = (
+    "## Record of earlier turns (compacted)\n"
+    "To fit the model's context window, earlier turns were replaced by this record. Every variable they "
+    "defined is still in the Python session (SHOW_VARS() lists them). Continue from where it ends."
+)
 _NOTE = (
     "[Note: to fit the model's context window, turns {first}-{last} of this conversation were replaced by a "
     "short record under the question in the first message. Every variable from those turns is still in "
@@ -98,6 +103,9 @@ class Conversation:
         self._turns: list[_Turn] = []
         self._record: list[str] = []
         self._omitted = 0  # record lines dropped to keep the record itself small
+        self._scale = 1.0  # server's count / our estimate, as observed (with a margin)
+        self._observed = 0.0
+        self._turn_count = 0
 
     # -- building -------------------------------------------------------------
 
@@ -105,8 +113,8 @@ class Conversation:
         """The model's reply (reasoning removed: it is not sent back)."""
         if self._turns and self._turns[-1].feedback is None:
             raise RuntimeError("two replies in a row without feedback between them")
-        number = (self._turns[-1].number + 1) if self._turns else len(self._record) + 1
-        self._turns.append(_Turn(number=number, reply=visible_text))
+        self._turn_count += 1
+        self._turns.append(_Turn(number=self._turn_count, reply=visible_text))
 
     def add_user(self, content: str) -> None:
         """What the model is told before its next reply (one user message per turn)."""
@@ -132,7 +140,26 @@ class Conversation:
         return messages
 
     def estimated_tokens(self) -> int:
-        return estimate_messages_tokens(self.messages)
+        """The next request's input tokens: the estimate, scaled by what the server counted."""
+        return self._scaled(self.messages)
+
+    def _scaled(self, messages: list[dict[str, Any]]) -> int:
+        return math.ceil(estimate_messages_tokens(messages) * self._scale)
+
+    def observe(self, messages: list[dict[str, Any]], reported_input_tokens: int) -> None:
+        """Calibrate on the server's count of a request we sent.
+
+        The estimate errs high for most text by 30-70% (see `tokens`), which in a small
+        window means compacting far too early. Once the server has counted a request,
+        the scale becomes the largest ratio seen so far plus a 10% margin: still above
+        every count observed in this conversation, much closer to it.
+        """
+        estimate = estimate_messages_tokens(messages)
+        if estimate <= 0 or reported_input_tokens <= 0:
+            return
+        ratio = reported_input_tokens / estimate * 1.1
+        self._observed = max(self._observed, ratio)
+        self._scale = min(3.0, max(0.5, self._observed))
 
     # -- fitting --------------------------------------------------------------
 
@@ -181,11 +208,15 @@ class Conversation:
         target = self.window - target_output
         keep = len(self._turns)
         # The 64 tokens cover the record lines and the note the dropped turns add.
-        while keep > 1 and estimate_messages_tokens(self._messages_keeping(keep)) + 64 > target:
+        while keep > 1 and self._scaled(self._messages_keeping(keep)) + 64 > target:
             keep -= 1
         dropped = self._drop_turns(keep=keep)
         self._trim_record(max(64, self.window // 8))
         self._shrink_latest(target)
+        if self._turns and self.estimated_tokens() + self._min_output() > self.window:
+            # Last resort: the latest turn too becomes a line of the record.
+            dropped += self._drop_turns(keep=0)
+            self._trim_record(max(64, self.window // 8))
         after = self.estimated_tokens()
         if after + self._min_output() > self.window:
             raise ContextWindowExceededError(

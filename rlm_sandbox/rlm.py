@@ -331,7 +331,8 @@ class _Tree:
                     model=self.rlm.model,
                     timeout_s=self.rlm.limits.llm_timeout_s,
                     max_output_tokens=cap,
-                    context_window=conversation.window,
+                    # The conversation fitted the request to the window already, on its
+                    # calibrated estimate; the budget still reserves the raw one.
                 )
                 break
             except ContextWindowExceededError as exc:
@@ -344,6 +345,8 @@ class _Tree:
             finally:
                 self._add_time("model_s", time.monotonic() - started)
                 started = time.monotonic()
+        if not response.usage_estimated:
+            conversation.observe(messages, response.input_tokens)
         reply = read_reply(response, cap)
         conversation.add_reply(reply.visible)
         self.trajectory.emit(
