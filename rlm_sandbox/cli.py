@@ -305,6 +305,9 @@ def _summary_table(result, extra: dict[str, str] | None = None) -> Table:
         "tokens in / out": f"{result.usage.total.input_tokens:,} / {result.usage.total.output_tokens:,}",
         "cost": f"${result.usage.total.cost_usd:.4f}",
     }
+    total = result.usage.total
+    if total.cached_input_tokens or total.reasoning_tokens:
+        rows["cached in / reasoning out"] = f"{total.cached_input_tokens:,} / {total.reasoning_tokens:,}"
     if result.trajectory_path:
         rows["trajectory"] = escape(result.trajectory_path)
     if result.error:

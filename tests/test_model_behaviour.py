@@ -424,3 +424,41 @@ def test_a_call_whose_worst_case_cannot_fit_is_refused_before_sending(fake_opena
     with pytest.raises(BudgetExceededError, match="max_tokens=200"):
         complete_within_budget(client_for(fake_openai), budget, [{"role": "user", "content": "a" * 600}], max_output_tokens=8192)
     assert fake_openai.request_count == 0 and budget.calls_reserved == 0
+
+
+def test_conversation_records_even_the_latest_turn_when_nothing_else_fits() -> None:
+    conversation = Conversation("s " * 300, "Question: q", window=850, max_output_tokens=256)
+    conversation.add_reply("I will look.\n" + repl("x = 1\n" + "y = 2\n" * 200))
+    conversation.add_user("result " * 400)
+    messages, cap, compaction = conversation.prepare()
+    assert compaction is not None and compaction.turns_compacted == 1
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert "turn 1: ran code `x = 1" in messages[1]["content"] and "still in the Python session" in messages[1]["content"]
+    assert estimate_messages_tokens(messages) + cap <= 850
+    conversation.add_reply("FINAL(1)")  # the next turn continues from the record
+    assert conversation.messages[-1] == {"role": "assistant", "content": "FINAL(1)"}
+
+
+def test_conversation_calibrates_on_the_servers_count() -> None:
+    conversation = Conversation("system " * 300, "Question: q", window=4000, max_output_tokens=500)
+    raw = conversation.estimated_tokens()
+    conversation.observe(conversation.messages, raw // 2)
+    assert raw // 2 < conversation.estimated_tokens() <= raw * 0.56 + 1
+    conversation.observe(conversation.messages, raw * 2)  # a denser text raises the scale again
+    assert conversation.estimated_tokens() >= raw * 2
+
+
+def test_a_sub_call_learns_the_window_the_root_call_was_told(tmp_path: Path) -> None:
+    # llama-cpp-python says nothing in /v1/models; its first error names the window,
+    # and llm_query prompts are then checked against it before any call.
+    def respond(body: dict) -> Reply:
+        if turn_of(body) == 0:
+            return Reply.text(repl("try:\n    llm_query('w ' * 6000)\nexcept Exception as e:\n    print('REFUSED', e)"))
+        return Reply.text("FINAL(done)")
+
+    with FakeOpenAIServer(respond, context_window=1500, window_error="llama-cpp-python",
+                          models={"object": "list", "data": [{"id": "fake-root", "object": "model"}]}) as server:
+        result = make_rlm(server, tmp_path).completion("ctx", "q")
+        assert result.stop_reason == "final", result.error
+        assert all(is_root(r.body) for r in server.requests)
+        assert "REFUSED" in str(server.requests[-1].body["messages"])
