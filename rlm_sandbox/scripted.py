@@ -243,7 +243,12 @@ class ScriptedDemoModel:
         self.model = model
 
     def complete(
-        self, messages: list[dict[str, Any]], *, model: str | None = None, timeout_s: float | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        timeout_s: float | None = None,
+        max_output_tokens: int | None = None,  # its replies are always short
     ) -> LMResponse:
         is_rlm_node = any(message.get("role") == "system" for message in messages)
         text = _root_reply(messages) if is_rlm_node else _sub_reply(str(messages[-1].get("content", "")))

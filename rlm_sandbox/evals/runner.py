@@ -161,12 +161,22 @@ class _CancellableClient:
         self._meter = meter
         self.model = inner.model
 
+    def __getattr__(self, name: str) -> Any:
+        # Prices, context windows and the like come from the wrapped client, so the
+        # budget's worst-case reservations and the window fitting work through it.
+        return getattr(self._inner, name)
+
     def complete(
-        self, messages: list[dict[str, Any]], *, model: str | None = None, timeout_s: float | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        timeout_s: float | None = None,
+        **options: Any,
     ) -> LMResponse:
         if self._cancel.is_set():
             raise KeyboardInterrupt
-        response = self._inner.complete(messages, model=model, timeout_s=timeout_s)
+        response = self._inner.complete(messages, model=model, timeout_s=timeout_s, **options)
         if self._meter is not None:
             self._meter.add(response)  # paid for, whether or not it is used
         if self._cancel.is_set():
