@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ContextWindowExceededError
-from .lm import MIN_OUTPUT_TOKENS
+from .lm import MIN_OUTPUT_TOKENS, LMResponse
 from .parsing import find_code_blocks
 from .prompts import truncate_middle
 from .tokens import estimate_messages_tokens, estimate_tokens
@@ -146,20 +146,33 @@ class Conversation:
     def _scaled(self, messages: list[dict[str, Any]]) -> int:
         return math.ceil(estimate_messages_tokens(messages) * self._scale)
 
-    def observe(self, messages: list[dict[str, Any]], reported_input_tokens: int) -> None:
-        """Calibrate on the server's count of a request we sent.
+    def observe(self, messages: list[dict[str, Any]], response: LMResponse, cap: int | None) -> int | None:
+        """Learn from the server's answer to `messages`; returns a window it revealed.
 
-        The estimate errs high for most text by 30-70% (see `tokens`), which in a small
-        window means compacting far too early. Once the server has counted a request,
-        the scale becomes the largest ratio seen so far plus a 10% margin: still above
-        every count observed in this conversation, much closer to it.
+        Calibration: the estimate errs high for most text by 30-70% (see `tokens`),
+        which in a small window means compacting far too early. Once the server has
+        counted a request, the scale becomes the largest ratio seen so far plus a 10%
+        margin: still above every count observed in this conversation, much closer.
+
+        Window: a server that silently shortens the cap to its window (llama-cpp-python
+        does) stops with `finish_reason: "length"` before the cap; input + output is
+        then the window, give or take a token, and is taken as it (erring low).
         """
+        if response.usage_estimated:
+            return None
         estimate = estimate_messages_tokens(messages)
-        if estimate <= 0 or reported_input_tokens <= 0:
-            return
-        ratio = reported_input_tokens / estimate * 1.1
-        self._observed = max(self._observed, ratio)
-        self._scale = min(3.0, max(0.5, self._observed))
+        if estimate > 0 and response.input_tokens > 0:
+            self._observed = max(self._observed, response.input_tokens / estimate * 1.1)
+            self._scale = min(3.0, max(0.5, self._observed))
+        if (
+            self.window is None
+            and response.finish_reason == "length"
+            and cap is not None
+            and response.output_tokens < cap
+        ):
+            self.window = response.input_tokens + response.output_tokens
+            return self.window
+        return None
 
     # -- fitting --------------------------------------------------------------
 

@@ -345,8 +345,9 @@ class _Tree:
             finally:
                 self._add_time("model_s", time.monotonic() - started)
                 started = time.monotonic()
-        if not response.usage_estimated:
-            conversation.observe(messages, response.input_tokens)
+        learned = conversation.observe(messages, response, cap)
+        if learned is not None and hasattr(self.rlm.client, "learn_context_window"):
+            self.rlm.client.learn_context_window(self.rlm.model, learned)  # sub-calls check against it
         reply = read_reply(response, cap)
         conversation.add_reply(reply.visible)
         self.trajectory.emit(

@@ -440,19 +440,46 @@ def test_conversation_records_even_the_latest_turn_when_nothing_else_fits() -> N
 
 
 def test_conversation_calibrates_on_the_servers_count() -> None:
+    from rlm_sandbox.lm import LMResponse
+
+    def counted(tokens: int, **kwargs) -> LMResponse:
+        return LMResponse(text="x", model="m", input_tokens=tokens, output_tokens=5, cost_usd=0, **kwargs)
+
     conversation = Conversation("system " * 300, "Question: q", window=4000, max_output_tokens=500)
     raw = conversation.estimated_tokens()
-    conversation.observe(conversation.messages, raw // 2)
+    conversation.observe(conversation.messages, counted(raw // 2), 500)
     assert raw // 2 < conversation.estimated_tokens() <= raw * 0.56 + 1
-    conversation.observe(conversation.messages, raw * 2)  # a denser text raises the scale again
+    conversation.observe(conversation.messages, counted(raw * 2), 500)  # a denser text raises the scale again
+    assert conversation.estimated_tokens() >= raw * 2
+    conversation.observe(conversation.messages, counted(1, usage_estimated=True), 500)  # not a count: ignored
     assert conversation.estimated_tokens() >= raw * 2
 
 
-def test_a_sub_call_learns_the_window_the_root_call_was_told(tmp_path: Path) -> None:
-    # llama-cpp-python says nothing in /v1/models; its first error names the window,
-    # and llm_query prompts are then checked against it before any call.
+def test_a_window_is_inferred_from_a_reply_the_server_cut_short_of_the_cap() -> None:
+    from rlm_sandbox.lm import LMResponse
+
+    conversation = Conversation("system", "Question: q", window=None, max_output_tokens=8192)
+    cut = LMResponse(text="x", model="m", input_tokens=1900, output_tokens=147, cost_usd=0, finish_reason="length")
+    assert conversation.observe(conversation.messages, cut, 8192) == 2047
+    assert conversation.window == 2047
+    other = Conversation("system", "Question: q", window=None, max_output_tokens=100)
+    at_cap = LMResponse(text="x", model="m", input_tokens=1900, output_tokens=100, cost_usd=0, finish_reason="length")
+    assert other.observe(other.messages, at_cap, 100) is None and other.window is None
+
+
+def test_a_window_revealed_by_a_cut_reply_then_guards_llm_query(tmp_path: Path) -> None:
+    # llama-cpp-python reports no window in /v1/models and silently cuts the cap to the
+    # room left; the first rambling reply shows the window, and an llm_query prompt too
+    # big for it is then refused in the sandbox without a call.
+    turns = iter(range(100))
+
     def respond(body: dict) -> Reply:
-        if turn_of(body) == 0:
+        if not is_root(body):
+            return Reply.text("sub")
+        turn = next(turns)
+        if turn == 0:
+            return Reply.text("ramble " * 3000)
+        if turn == 1:
             return Reply.text(repl("try:\n    llm_query('w ' * 6000)\nexcept Exception as e:\n    print('REFUSED', e)"))
         return Reply.text("FINAL(done)")
 
@@ -460,5 +487,8 @@ def test_a_sub_call_learns_the_window_the_root_call_was_told(tmp_path: Path) -> 
                           models={"object": "list", "data": [{"id": "fake-root", "object": "model"}]}) as server:
         result = make_rlm(server, tmp_path).completion("ctx", "q")
         assert result.stop_reason == "final", result.error
-        assert all(is_root(r.body) for r in server.requests)
+        assert all(is_root(r.body) for r in server.requests), "the sub-call was refused before it was sent"
+        assert all(r.reply.status == 200 for r in server.requests)
         assert "REFUSED" in str(server.requests[-1].body["messages"])
+        calls = events_of(result, "model_call")
+        assert calls[0]["finish_reason"] == "length" and calls[1]["context_window"] == 1500

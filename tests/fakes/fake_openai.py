@@ -328,6 +328,12 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.malformed:
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
             return
+        state = self.server.state
+        if state.context_window is not None and state.window_error == "llama-cpp-python":
+            room = state.context_window - estimate_tokens(_messages_text(body))
+            cap = _cap(body)
+            body = {**body, "max_tokens": room if cap is None else min(cap, room)}
+            body.pop("max_completion_tokens", None)
         self._send_json(200, self._completion(reply, body))
 
     def _refuse(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -345,6 +351,12 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         prompt = estimate_tokens(_messages_text(body))
         cap = _cap(body)
+        if state.window_error == "llama-cpp-python":
+            # It only refuses a prompt that fills the window; a cap that does not fit is
+            # silently cut to the room left (see _completion).
+            if prompt >= window:
+                return _window_error_body(state.window_error, window, prompt, cap or 0)
+            return None
         if prompt + (cap or 0) > window:
             return _window_error_body(state.window_error, window, prompt, cap or 0)
         return None
