@@ -202,6 +202,9 @@ class Conversation:
         and compact once. None when nothing could be made smaller (give up)."""
         if window is not None and (self.window is None or window < self.window):
             self.window = window
+        # The request was bigger than we thought: back to the raw estimate, or above it.
+        self._observed = max(self._observed * 1.5, 1.0)
+        self._scale = min(3.0, self._observed)
         if self.window is not None:
             return self._compact("server_error")
         before = self.estimated_tokens()

@@ -29,11 +29,10 @@ from .errors import (
 from .history import Conversation
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
-from .parsing import split_reasoning
+from .parsing import FinalAnswer, find_code_blocks, find_final, split_reasoning
 from .prices import price_source
 from .replies import ModelReply, read_reply
 from .tokens import estimate_messages_tokens
-from .parsing import FinalAnswer, find_code_blocks, find_final
 from .prompts import (
     describe_context,
     final_request,
