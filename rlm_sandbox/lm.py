@@ -21,16 +21,27 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import openai
 from dotenv import dotenv_values, find_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rlm_sandbox.errors import BudgetExceededError, CompletionTimeoutError, ContextWindowExceededError, LMError, MissingAPIKeyError
+from rlm_sandbox.errors import (
+    BudgetExceededError,
+    CompletionTimeoutError,
+    ContextWindowExceededError,
+    LMError,
+    MissingAPIKeyError,
+)
 from rlm_sandbox.limits import Budget, Reservation
-from rlm_sandbox.prices import Price, cost_usd, known_context_window, lookup_price, price_source
+from rlm_sandbox.prices import (
+    Price,
+    cost_usd,
+    known_context_window,
+    lookup_price,
+    price_source,
+)
 from rlm_sandbox.tokens import estimate_messages_tokens, estimate_tokens
 
 if TYPE_CHECKING:

@@ -31,8 +31,6 @@ from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
 from .parsing import FinalAnswer, find_code_blocks, find_final, split_reasoning
 from .prices import price_source
-from .replies import ModelReply, read_reply
-from .tokens import estimate_messages_tokens
 from .prompts import (
     describe_context,
     final_request,
@@ -42,8 +40,10 @@ from .prompts import (
     task_prompt,
     turn_prompt,
 )
+from .replies import ModelReply, read_reply
 from .sandbox.base import ExecResult, Sandbox
 from .sandbox.config import SandboxConfig
+from .tokens import estimate_messages_tokens
 from .trajectory import Listener, LiveView, Trajectory
 
 StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]

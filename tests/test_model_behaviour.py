@@ -13,11 +13,17 @@ from rlm_sandbox import RLM, Limits
 from rlm_sandbox.errors import BudgetExceededError, ContextWindowExceededError
 from rlm_sandbox.history import Conversation
 from rlm_sandbox.limits import Budget
-from rlm_sandbox.lm import OpenAIClient, Price, _default_cap_param, complete_within_budget
+from rlm_sandbox.lm import (
+    OpenAIClient,
+    Price,
+    _default_cap_param,
+    complete_within_budget,
+)
 from rlm_sandbox.tokens import estimate_messages_tokens, estimate_tokens
 from rlm_sandbox.trajectory import read_trajectory
 
-from .fakes.fake_openai import WINDOW_ERRORS, FakeOpenAIServer, Reply, estimate_tokens as server_tokens
+from .fakes.fake_openai import WINDOW_ERRORS, FakeOpenAIServer, Reply
+from .fakes.fake_openai import estimate_tokens as server_tokens
 
 MESSAGES = [{"role": "user", "content": "hello " * 50}]
 
@@ -226,7 +232,7 @@ def test_unknown_window_is_learned_from_the_servers_error_and_the_run_goes_on(ki
         assert compactions[0]["window"] == 3000  # every one of these bodies names the window
         # Once learned, the window is respected: at most one rejection per turn, never two in a row.
         statuses = [r.reply.status for r in server.requests]
-        assert all(not (a == b == 400) for a, b in zip(statuses, statuses[1:]))
+        assert all(not (a == b == 400) for a, b in zip(statuses, statuses[1:], strict=False))
 
 
 def test_an_llm_query_prompt_too_big_for_the_window_raises_in_the_sandbox(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
