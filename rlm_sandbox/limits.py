@@ -117,7 +117,8 @@ class Budget:
     the reservations: the input-token estimate errs high (see `lm.estimate_tokens`) and
     the output is capped by the server, so in practice that is zero; the bound is
     `cap + sum over calls of max(0, reported - reserved)`. Calls whose worst case is 0
-    (no price known for the model) count only their reported tokens against the cost cap.
+    (no price known for the model) count only their reported tokens against the cost cap;
+    with `max_output_tokens=None` and no known window, only the input side is reserved.
     """
 
     def __init__(self, limits: Limits | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
