@@ -125,7 +125,7 @@ class Conversation:
     @property
     def messages(self) -> list[dict[str, Any]]:
         task = self.task
-        if self._record:
+        if self._record or self._omitted:
             omitted = [f"- ({self._omitted} earlier turns omitted)"] if self._omitted else []
             task = f"{self.task}\n\n{_RECORD_HEADING}\n" + "\n".join(omitted + self._record)
         messages: list[dict[str, Any]] = [
@@ -200,11 +200,13 @@ class Conversation:
     def recover(self, window: int | None) -> Compaction | None:
         """After the server's context-length error: learn `window` (if it named one)
         and compact once. None when nothing could be made smaller (give up)."""
+        if self.window is not None:
+            # We fitted the request to a known window and the server still refused it:
+            # the text tokenizes denser than calibrated, so estimate higher from now on.
+            self._observed = max(self._observed, 0.5) * 1.2
+            self._scale = min(3.0, self._observed)
         if window is not None and (self.window is None or window < self.window):
             self.window = window
-        # The request was bigger than we thought: back to the raw estimate, or above it.
-        self._observed = max(self._observed * 1.5, 1.0)
-        self._scale = min(3.0, self._observed)
         if self.window is not None:
             return self._compact("server_error")
         before = self.estimated_tokens()
@@ -233,6 +235,9 @@ class Conversation:
             # Last resort: the latest turn too becomes a line of the record.
             dropped += self._drop_turns(keep=0)
             self._trim_record(max(64, self.window // 8))
+        while self._record and self.estimated_tokens() + self._min_output() > self.window:
+            self._record.pop(0)  # and then the record gives way, oldest line first
+            self._omitted += 1
         after = self.estimated_tokens()
         if after + self._min_output() > self.window:
             raise ContextWindowExceededError(

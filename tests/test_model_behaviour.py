@@ -498,3 +498,23 @@ def test_a_window_revealed_by_a_cut_reply_then_guards_llm_query(tmp_path: Path) 
         assert "REFUSED" in str(server.requests[-1].body["messages"])
         calls = events_of(result, "model_call")
         assert calls[0]["finish_reason"] == "length" and calls[1]["context_window"] == 1500
+
+
+def test_learning_the_window_from_an_error_keeps_the_calibration() -> None:
+    # Seen with SmolLM2 on llama-cpp-python: the window was unknown, the history grew past
+    # it, and the server said so. Compaction must then use what the server's counts
+    # taught (the raw estimate is ~40% high), not give up on the system prompt.
+    from rlm_sandbox.lm import LMResponse
+
+    conversation = Conversation("system prompt words " * 150, "Question: q", window=None, max_output_tokens=8192)
+    raw = conversation.estimated_tokens()
+    counted = LMResponse(text="x", model="m", input_tokens=int(raw * 0.65), output_tokens=5, cost_usd=0)
+    conversation.observe(conversation.messages, counted, 8192)
+    for turn in range(6):
+        conversation.add_reply(repl(f"print({turn})"))
+        conversation.add_user("output line " * 60)
+    window = raw + 100  # the raw estimate of system + task alone would leave no room for a reply
+    compaction = conversation.recover(window)
+    assert compaction is not None and compaction.window == window
+    messages, cap, _ = conversation.prepare()
+    assert cap >= 256 and conversation.estimated_tokens() + cap <= window
