@@ -204,3 +204,28 @@ def test_real_clock_deadline() -> None:
     threading.Event().wait(0.08)
     with pytest.raises(CompletionTimeoutError):
         budget.check_deadline()
+
+
+def test_reservations_hold_their_worst_case_until_recorded() -> None:
+    budget = Budget(Limits(max_tokens=1000, max_cost_usd=1.0))
+    first = budget.reserve(tokens=600, cost_usd=0.1)
+    assert budget.headroom() == (400, pytest.approx(0.9))
+    with pytest.raises(BudgetExceededError, match="held by calls in flight"):
+        budget.reserve(tokens=600)
+    budget.record("m", 100, 50, 0.05, reservation=first, cached_input_tokens=40, reasoning_tokens=10)
+    assert budget.headroom() == (850, pytest.approx(0.95))
+    second = budget.reserve(tokens=600)
+    budget.release(second)
+    assert budget.headroom()[0] == 850 and budget.calls_reserved == 1
+    total = budget.usage().total
+    assert (total.cached_input_tokens, total.reasoning_tokens) == (40, 10)
+
+
+def test_cost_reservations_refuse_what_would_cross_the_cap() -> None:
+    budget = Budget(Limits(max_cost_usd=0.02))
+    budget.reserve(cost_usd=0.015)
+    with pytest.raises(BudgetExceededError, match="max_cost_usd=0.02"):
+        budget.reserve(cost_usd=0.006)
+    budget.reserve(cost_usd=0.005)
+    with pytest.raises(ValueError):
+        budget.reserve(tokens=-1)

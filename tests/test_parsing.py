@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_sandbox.parsing import FinalAnswer, find_code_blocks, find_final
+from rlm_sandbox.parsing import FinalAnswer, find_code_blocks, find_final, split_reasoning
 
 # -- code blocks ----------------------------------------------------------------------
 
@@ -115,3 +115,29 @@ def test_no_final() -> None:
     assert find_final("") is None
     assert find_final("Still working on it.\n```repl\nprint(len(context))\n```") is None
     assert find_final("FINALLY done") is None
+
+
+# -- reasoning and cut replies --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, visible, reasoning",
+    [
+        ("<think>FINAL(no)</think>\nFINAL(yes)", "FINAL(yes)", "FINAL(no)"),
+        ("<THINK>a</THINK>b<think>c</think>d", "bd", "a\n\nc"),
+        ("opened by the template FINAL(no)</think>\nanswer", "answer", "opened by the template FINAL(no)"),
+        ("answer\n<think>never closed FINAL(no)", "answer", "never closed FINAL(no)"),
+        ("<thinking>x</thinking>y", "y", "x"),
+        ("no reasoning here", "no reasoning here", ""),
+    ],
+)
+def test_split_reasoning(text: str, visible: str, reasoning: str) -> None:
+    assert split_reasoning(text) == (visible, reasoning)
+
+
+def test_complete_only_drops_an_unclosed_last_block() -> None:
+    cut = "Plan.\n```repl\nx = 1\n```\nMore.\n```repl\nimport os\nos.remove('f')\ny = "
+    assert find_code_blocks(cut) == ["x = 1", "import os\nos.remove('f')\ny = "]
+    assert find_code_blocks(cut, complete_only=True) == ["x = 1"]
+    closed = "```repl\nx = 1\n```"
+    assert find_code_blocks(closed, complete_only=True) == ["x = 1"]
