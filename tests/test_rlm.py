@@ -147,11 +147,11 @@ def test_max_llm_calls_stops_with_budget(fake_openai):
 
 def test_max_tokens_stops_with_budget(fake_openai):
     fake_openai.set_responder(lambda body: Reply.text(looping_root(body), prompt_tokens=400, completion_tokens=100))
-    result = make_rlm(fake_openai, max_tokens=1200).completion("ctx", "q")
-    assert result.stop_reason == "budget" and "max_tokens=1200" in result.error
+    result = make_rlm(fake_openai, max_tokens=2500).completion("ctx", "q")
+    assert result.stop_reason == "budget" and "max_tokens=2500" in result.error
     # A hard cap: a call is only sent when its worst case fits in what is left.
     assert result.usage.total.calls >= 1
-    assert result.usage.total.input_tokens + result.usage.total.output_tokens <= 1200
+    assert result.usage.total.input_tokens + result.usage.total.output_tokens <= 2500
 
 
 def test_max_cost_stops_with_budget(fake_openai):
