@@ -9,30 +9,36 @@ trajectory, cancellation) and routes sub-calls; it mixes this class in.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxError
+from .errors import BudgetExceededError, CompletionTimeoutError, LMError, RepeatedFailureError, SandboxError
 from .lm import complete_within_budget
+from .output import AnswerInvalid, OutputSpec
 from .parsing import FinalAnswer, find_code_blocks, find_final
 from .prompts import (
+    ContextInfo,
     describe_context,
     final_request,
     format_exec_output,
+    invalid_answer,
     no_code_nudge,
+    output_instructions,
     system_prompt,
     task_prompt,
     turn_prompt,
 )
 from .sandbox.base import ExecResult, Sandbox
-
-if TYPE_CHECKING:
-    from .rlm import _Tree
+from .startup import SandboxStart
 
 StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]
+
+# The same failing step this many turns in a row ends the node (stop_reason "error").
+REPEATED_FAILURES_LIMIT = 3
 
 
 def partial_answer(replies: list[str]) -> str | None:
@@ -48,99 +54,212 @@ def partial_answer(replies: list[str]) -> str | None:
 
 
 class _Outcome(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     answer: str | None
     stop_reason: StopReason
     iterations: int
     error: str | None = None
+    parsed: Any = None
+    """The validated answer, when the completion asked for a typed one (root node only)."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A final answer as it arrived: JSON text when the sandbox sent a structured value."""
+
+    text: str
+    json: bool = False
+
+
+@dataclass
+class _Progress:
+    """What a node has done so far: enough for a partial answer if it stops early."""
+
+    iterations: int = 0
+    replies: list[str] = field(default_factory=list)
+
+
+class _RepeatGuard:
+    """Ends a node whose model makes the same failing step again and again.
+
+    A model stuck on one error (FINAL_VAR of a value it thinks is a name, the same
+    exception from the same code) would otherwise spend every turn and the budget on it.
+    """
+
+    def __init__(self, limit: int = REPEATED_FAILURES_LIMIT) -> None:
+        self.limit = limit
+        self._last: tuple[tuple[str, ...], str] | None = None
+        self._count = 0
+
+    def record(self, reply: str, feedback: str, failed: bool) -> None:
+        if not failed:
+            self._last, self._count = None, 0
+            return
+        signature = (tuple(block.strip() for block in find_code_blocks(reply)), feedback)
+        self._count = self._count + 1 if signature == self._last else 1
+        self._last = signature
+        if self._count >= self.limit:
+            first_line = next((line for line in feedback.splitlines() if "Error" in line), feedback.strip()[:200])
+            raise RepeatedFailureError(
+                f"the model repeated the same failing step {self._count} times in a row ({first_line.strip()[:300]}); "
+                "stopped instead of spending the rest of the budget. Try a stronger model or a clearer query"
+            )
 
 
 class _NodeLoop:
     """The node loop of a completion tree; mixed into `rlm._Tree`, whose state it uses."""
+
+    output: OutputSpec | None = None
+    """The type the root's answer must have (`completion(..., output=...)`), if any."""
 
     # ------------------------------------------------------------- one node
 
     def run_node(self, context: Any, query: str, *, depth: int, parent: int | None) -> _Outcome:
         node = next(self._node_ids)
         limits = self.rlm.limits
-        emit = self.trajectory.emit
-        emit("node_start", node=node, parent=parent, depth=depth, query=query)
-        iterations = 0
-        replies: list[str] = []
-        try:
+        self.trajectory.emit("node_start", node=node, parent=parent, depth=depth, query=query)
+        progress = _Progress()
+        handlers = {"llm_handler": self._plain_handler(node, depth)}
+        if depth + 1 < limits.max_depth:
+            handlers["rlm_handler"] = self._recursive_handler(node, depth)
+
+        def work() -> _Outcome:
             self.budget.check_deadline()
-            started = time.monotonic()
-            handlers = {"llm_handler": self._plain_handler(node, depth)}
-            if depth + 1 < limits.max_depth:
-                handlers["rlm_handler"] = self._recursive_handler(node, depth)
-            with self._node_sandbox(handlers) as sandbox:
-                sandbox.load_context(context)
-                with self._lock:
-                    self.sandboxes_started += 1
-                self._add_time("sandbox_start_s", time.monotonic() - started)
-                info = describe_context(context)
-                messages: list[dict[str, str]] = [
-                    {
-                        "role": "system",
-                        "content": system_prompt(
-                            info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations
-                        ),
-                    },
-                    {"role": "user", "content": task_prompt(query)},
-                ]
-                feedback: str | None = None
-                while iterations < limits.max_iterations:
-                    iterations += 1
-                    if feedback is not None:
-                        # One user message per turn: some chat templates reject two in a row.
-                        note = turn_prompt(iterations, limits.max_iterations)
-                        messages.append({"role": "user", "content": f"{feedback}\n\n{note}"})
-                    reply = self._model_turn(messages, node, depth, iterations)
-                    replies.append(reply)
-                    answer, feedback = self._act_on_reply(reply, sandbox, node, depth, iterations)
-                    if answer is not None:
-                        return self._finish(node, _Outcome(answer=answer, stop_reason="final", iterations=iterations))
-                # Out of turns: ask once for the best answer so far.
-                ask = final_request() if feedback is None else f"{feedback}\n\n{final_request()}"
-                messages.append({"role": "user", "content": ask})
-                reply = self._model_turn(messages, node, depth, iterations + 1)
-                replies.append(reply)
-                final = find_final(reply)
-                answer = self._resolve_final(final, sandbox)[0] if final else None
-                return self._finish(
-                    node,
-                    _Outcome(answer=answer or partial_answer(replies), stop_reason="max_iterations", iterations=iterations),
-                )
+            # The sandbox starts and loads the context while the first model call runs.
+            with self._node_sandbox(handlers, context) as start:
+                messages = self.first_messages(describe_context(context), query, depth)
+                return self._turns(messages, start, node, depth, progress)
+
+        return self._guarded(node, progress, work)
+
+    def first_messages(self, info: ContextInfo, query: str, depth: int) -> list[dict[str, str]]:
+        """The system prompt and the task: all a node's first model call needs (not the sandbox)."""
+        limits = self.rlm.limits
+        task = task_prompt(query)
+        if depth == 0 and self.output is not None:
+            task = f"{task}\n\n{output_instructions(self.output.schema_text())}"
+        return [
+            {
+                "role": "system",
+                "content": system_prompt(
+                    info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations
+                ),
+            },
+            {"role": "user", "content": task},
+        ]
+
+    def _guarded(self, node: int, progress: _Progress, work: Callable[[], _Outcome]) -> _Outcome:
+        """`work()`'s outcome, or the stop it ran into, as an outcome with a partial answer."""
+        try:
+            return work()
         except CompletionTimeoutError as exc:
-            outcome = _Outcome(answer=partial_answer(replies), stop_reason="timeout", iterations=iterations, error=str(exc))
-        except BudgetExceededError as exc:
-            outcome = _Outcome(answer=partial_answer(replies), stop_reason="budget", iterations=iterations, error=str(exc))
-        except (LMError, SandboxError) as exc:
             outcome = _Outcome(
-                answer=partial_answer(replies),
+                answer=partial_answer(progress.replies),
+                stop_reason="timeout",
+                iterations=progress.iterations,
+                error=str(exc),
+            )
+        except BudgetExceededError as exc:
+            outcome = _Outcome(
+                answer=partial_answer(progress.replies),
+                stop_reason="budget",
+                iterations=progress.iterations,
+                error=str(exc),
+            )
+        except (LMError, SandboxError, RepeatedFailureError) as exc:
+            outcome = _Outcome(
+                answer=partial_answer(progress.replies),
                 stop_reason="error",
-                iterations=iterations,
+                iterations=progress.iterations,
                 error=f"{type(exc).__name__}: {exc}",
             )
         return self._finish(node, outcome)
 
-    @contextmanager
-    def _node_sandbox(self, handlers: dict[str, Any]) -> Iterator[Sandbox]:
-        """The node's sandbox. A node that finished leaves its teardown to a background
-        thread (the answer need not wait for Docker); one that failed or was
-        interrupted tears it down before the error goes on."""
-        sandbox = self.rlm._sandbox_factory(**handlers)
-        with self._lock:
-            self._live_sandboxes.add(sandbox)
+    def _turns(
+        self, messages: list[dict[str, str]], start: SandboxStart, node: int, depth: int, progress: _Progress
+    ) -> _Outcome:
+        """Model turn, code, output, until an answer (valid, when typed) or the turns run out."""
+        limits = self.rlm.limits
+        guard = _RepeatGuard()
+        feedback: str | None = None
+        while progress.iterations < limits.max_iterations:
+            progress.iterations += 1
+            turn = progress.iterations
+            if feedback is not None:
+                # One user message per turn: some chat templates reject two in a row.
+                note = turn_prompt(turn, limits.max_iterations)
+                messages.append({"role": "user", "content": f"{feedback}\n\n{note}"})
+            reply = self._model_turn(messages, node, depth, progress.iterations)
+            progress.replies.append(reply)
+            answer, feedback, failed = self._act_on_reply(reply, start, node, depth, progress.iterations)
+            if answer is not None:
+                parsed, problem = self._check_answer(answer, depth)
+                if problem is None:
+                    outcome = _Outcome(answer=answer.text, parsed=parsed, stop_reason="final", iterations=turn)
+                    return self._finish(node, outcome)
+                feedback, failed = (f"{feedback}\n\n{problem}" if feedback else problem), True
+            guard.record(reply, feedback, failed)
+        # Out of turns: ask once for the best answer so far.
+        ask = final_request() if feedback is None else f"{feedback}\n\n{final_request()}"
+        messages.append({"role": "user", "content": ask})
+        reply = self._model_turn(messages, node, depth, progress.iterations + 1)
+        progress.replies.append(reply)
+        final = find_final(reply)
+        answer = self._resolve_final(final, start)[0] if final else None
+        parsed, problem = self._check_answer(answer, depth) if answer is not None else (None, None)
+        if problem is not None:
+            answer = None
+        return self._finish(
+            node,
+            _Outcome(
+                answer=answer.text if answer is not None else partial_answer(progress.replies),
+                parsed=parsed,
+                stop_reason="max_iterations",
+                iterations=progress.iterations,
+                error=problem,
+            ),
+        )
+
+    def _check_answer(self, answer: _Answer, depth: int) -> tuple[Any, str | None]:
+        """(the validated value, None), or (None, what to tell the model) for a typed root."""
+        if depth != 0 or self.output is None:
+            return None, None
         try:
-            self._check_cancelled()
-            yield sandbox.start()
+            return self.output.validate(answer.text, is_json=answer.json), None
+        except AnswerInvalid as exc:
+            return None, invalid_answer(str(exc))
+
+    @contextmanager
+    def _node_sandbox(self, handlers: dict[str, Any], context: Any) -> Iterator[SandboxStart]:
+        """The node's sandbox, starting in the background. A node that finished leaves its
+        teardown to a background thread (the answer need not wait for Docker, nor for a
+        start still under way); one that failed or was interrupted kills it at once."""
+        start = SandboxStart(self.rlm._sandbox_factory, handlers, context, self._live, on_ready=self._sandbox_ready)
+        try:
+            yield start
         except BaseException:
-            sandbox.close()
+            start.discard(now=True)
+            raise
+        start.discard()
+
+    def _sandbox_ready(self, seconds: float) -> None:
+        with self._lock:
+            self.sandboxes_started += 1
+        self._add_time("sandbox_start_s", seconds)
+
+    def _ready_sandbox(self, start: SandboxStart) -> Sandbox:
+        """The node's sandbox for an exec: waits for what is left of its start, within the deadline."""
+        if start.ready:
+            return start.get()
+        started = time.monotonic()
+        try:
+            return start.get(self.budget.remaining_s())
+        except TimeoutError:
+            self.budget.check_deadline()
             raise
         finally:
-            with self._lock:
-                self._live_sandboxes.discard(sandbox)
-        sandbox.close_in_background()
+            self._add_time("sandbox_wait_s", time.monotonic() - started)
 
     def _finish(self, node: int, outcome: _Outcome) -> _Outcome:
         self.trajectory.emit("node_end", node=node, **outcome.model_dump())
@@ -178,29 +297,34 @@ class _NodeLoop:
     def _act_on_reply(
         self,
         reply: str,
-        sandbox: Sandbox,
+        start: SandboxStart,
         node: int,
         depth: int,
         iteration: int,
-    ) -> tuple[str | None, str]:
-        """Run the reply's code; return (the final answer if given, what the model sees next)."""
+    ) -> tuple[_Answer | None, str, bool]:
+        """Run the reply's code; return (the final answer if given, what the model sees
+        next, whether anything failed)."""
         blocks = find_code_blocks(reply)
         textual_final = find_final(reply)
         if not blocks:
             if textual_final is not None:
-                return self._resolve_final(textual_final, sandbox)
-            return None, no_code_nudge()
+                answer, problem = self._resolve_final(textual_final, start)
+                return answer, problem, answer is None
+            return None, no_code_nudge(), False
+        sandbox = self._ready_sandbox(start)
         views = []
+        failed = False
         for index, code in enumerate(blocks):
             result = self._execute(sandbox, code, node, depth, iteration, index)
             views.append(self._view(result, index, len(blocks)))
+            failed = failed or result.error is not None
             if result.final is not None:
-                return result.final, "\n\n".join(views)
+                return _Answer(result.final, result.final_json), "\n\n".join(views), failed
         feedback = "\n\n".join(views)
         if textual_final is not None:
-            answer, problem = self._resolve_final(textual_final, sandbox)
-            return answer, f"{feedback}\n\n{problem}"
-        return None, feedback
+            answer, problem = self._resolve_final(textual_final, start)
+            return answer, f"{feedback}\n\n{problem}", failed or answer is None
+        return None, feedback, failed
 
     def _execute(self, sandbox: Sandbox, code: str, node: int, depth: int, iteration: int, index: int) -> ExecResult:
         self._check_cancelled()
@@ -242,14 +366,14 @@ class _NodeLoop:
         header = f"Output of code block {index + 1} of {count}:" if count > 1 else "Output:"
         return f"{header}\n{body}"
 
-    def _resolve_final(self, final: FinalAnswer, sandbox: Sandbox) -> tuple[str | None, str]:
+    def _resolve_final(self, final: FinalAnswer, start: SandboxStart) -> tuple[_Answer | None, str]:
         """(the answer, "") or, when FINAL_VAR names nothing, (None, what to tell the model)."""
         if final.kind == "value":
-            return final.text, ""
-        result = sandbox.execute(f"FINAL_VAR({final.text!r})", timeout_s=30)
+            return _Answer(final.text), ""
+        result = self._ready_sandbox(start).execute(f"FINAL_VAR({final.text!r})", timeout_s=30)
         if result.final is not None:
-            return result.final, ""
+            return _Answer(result.final, result.final_json), ""
         return None, (
             f"FINAL_VAR({final.text}) did not work: {result.error or 'no such variable'}. "
-            "Assign the variable in a ```repl block first, or answer with FINAL(...)."
+            'Assign the variable in a ```repl block first and give FINAL_VAR("name"), or answer with FINAL(...).'
         )

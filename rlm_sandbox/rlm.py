@@ -13,17 +13,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxClosedError
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
-from .node import StopReason, _NodeLoop
-from .prompts import describe_context
+from .node import StopReason, _NodeLoop, _Outcome
+from .output import OutputSpec, OutputType
+from .prompts import ContextInfo, describe_context
 from .sandbox.base import Sandbox
 from .sandbox.config import SandboxConfig
+from .startup import LiveSandboxes
 from .trajectory import Listener, LiveView, Trajectory
+
+if TYPE_CHECKING:
+    from .sandbox.pool import SandboxPool
+    from .session import Session
 
 # What a child node is asked: its whole task is the prompt, loaded as its context.
 CHILD_QUERY = (
@@ -38,9 +45,14 @@ class Timings(BaseModel):
     model_s: float = 0.0
     exec_s: float = 0.0
     sandbox_start_s: float = 0.0
+    """Time sandboxes took to start and load their context (overlapped with model calls)."""
+    sandbox_wait_s: float = 0.0
+    """The part of sandbox starts that nodes waited for: what the overlap did not hide."""
 
 
 class RLMResult(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     answer: str | None
     stop_reason: StopReason
     usage: Usage
@@ -50,6 +62,8 @@ class RLMResult(BaseModel):
     error: str | None = None
     timings: Timings = Field(default_factory=Timings)
     sandboxes_started: int = 0
+    parsed: Any = None
+    """The validated answer of `completion(..., output=...)`: a model instance or a JSON value."""
 
 
 SandboxFactory = Callable[..., Sandbox]
@@ -61,8 +75,15 @@ class RLM:
     `sandbox`: True for DockerSandbox with the hardened defaults, a SandboxConfig to
     tune it, False for LocalSandbox (no isolation: development only), or a callable
     `(llm_handler=..., rlm_handler=...) -> Sandbox` for anything else.
+    `pool`: a `SandboxPool` whose warm sandboxes every node of the tree (children
+    included) takes, so no container start is on the critical path; the caller owns
+    and closes it. Without one, each node starts its own sandbox, overlapped with its
+    first model call.
     `client` / `sub_client` replace the OpenAI-compatible client (e.g. the scripted
     demo model).
+
+    >>> rlm = RLM("gpt-5-mini", limits=Limits(max_depth=2))
+    >>> rlm.completion(open("book.txt").read(), "Who is the narrator?").answer
     """
 
     def __init__(
@@ -79,6 +100,7 @@ class RLM:
         client: LMClient | None = None,
         sub_client: LMClient | None = None,
         listeners: list[Listener] | None = None,
+        pool: SandboxPool | None = None,
     ) -> None:
         self.model = model
         self.sub_model = sub_model or model
@@ -87,28 +109,91 @@ class RLM:
         self.verbose = verbose
         self.client = client or OpenAIClient(model, base_url=base_url, api_key=api_key)
         self.sub_client = sub_client or self.client
-        self._sandbox_factory = _sandbox_factory(sandbox, self.limits)
+        self.pool = pool
+        self._sandbox_factory = pool if pool is not None else _sandbox_factory(sandbox, self.limits)
         self._listeners = list(listeners or [])
 
-    def completion(self, context: str | list | dict, query: str) -> RLMResult:
-        """Answer `query` about `context`, however large. Never raises for model or sandbox failures."""
-        budget = Budget(self.limits)
+    def completion(self, context: str | list | dict, query: str, *, output: OutputType | None = None) -> RLMResult:
+        """Answer `query` about `context`, however large. Never raises for model or sandbox failures.
+
+        `output`: a pydantic model class or a JSON-schema dict the answer must match; the
+        model is shown what is wrong until it does (within its turns), and
+        `result.parsed` holds the validated value.
+        """
+        run = self._tree_run(query, describe_context(context), output)
+        return run.execute(lambda tree: tree.run_node(context, query, depth=0, parent=None))
+
+    async def acompletion(
+        self, context: str | list | dict, query: str, *, output: OutputType | None = None
+    ) -> RLMResult:
+        """`completion()` without blocking the event loop. Cancelling the task stops the
+        whole tree and removes its containers at once."""
+        from .aio import run_in_thread
+
+        run = self._tree_run(query, describe_context(context), output)
+        return await run_in_thread(
+            lambda: run.execute(lambda tree: tree.run_node(context, query, depth=0, parent=None)), run.cancel
+        )
+
+    def session(self, context: str | list | dict, *, budget: Limits | None = None) -> Session:
+        """A conversation over one context: one sandbox, loaded once, whose variables and
+        history carry from query to query. `budget` caps the whole session; `self.limits`
+        apply to each query. Use as a context manager; closing it removes the container.
+
+        >>> with rlm.session(context) as chat:
+        ...     chat.completion("How many records are there?")
+        ...     chat.completion("And how many of them are from 2024?")
+        """
+        from .session import Session
+
+        return Session(self, context, budget=budget)
+
+    def _tree_run(
+        self,
+        query: str,
+        context_info: ContextInfo,
+        output: OutputType | None,
+        *,
+        limits: Limits | None = None,
+        live: LiveSandboxes | None = None,
+    ) -> _TreeRun:
+        limits = limits or self.limits
+        budget = Budget(limits)
         listeners = list(self._listeners)
         if self.verbose:
             listeners.append(LiveView())
         trajectory = Trajectory(self.log_dir, listeners)
         tree = _Tree(self, budget, trajectory)
+        if live is not None:
+            tree._live, tree.cancelled = live, live.cancelled
+        tree.limits = limits
+        if output is not None:
+            tree.output = OutputSpec(output)
         trajectory.emit(
             "metadata",
             run_id=trajectory.run_id,
             model=self.model,
             sub_model=self.sub_model,
             query=query,
-            context=describe_context(context).model_dump(),
-            limits=self.limits.model_dump(),
+            context=context_info.model_dump(),
+            limits=limits.model_dump(),
         )
+        return _TreeRun(tree)
+
+
+class _TreeRun:
+    """One completion tree, made before it runs so that another thread can cancel it."""
+
+    def __init__(self, tree: _Tree) -> None:
+        self.tree = tree
+
+    def cancel(self) -> None:
+        self.tree.cancel()
+
+    def execute(self, work: Callable[[_Tree], _Outcome]) -> RLMResult:
+        tree, trajectory, budget = self.tree, self.tree.trajectory, self.tree.budget
         try:
-            outcome = tree.run_node(context, query, depth=0, parent=None)
+            outcome = work(tree)
         except KeyboardInterrupt:
             # Ctrl-C reaches the main thread only: stop the nodes running on other threads
             # (batched sub-calls, child RLMs) and their containers too, at once.
@@ -116,6 +201,13 @@ class RLM:
             trajectory.emit("interrupted")
             trajectory.close()
             raise
+        except SandboxClosedError as exc:
+            if not tree.cancelled.is_set():
+                raise
+            # Cancelled from another thread (an asyncio task): the caller is gone or
+            # no longer waiting; the result says so should anyone read it.
+            trajectory.emit("interrupted")
+            outcome = _Outcome(answer=None, stop_reason="error", iterations=0, error=f"cancelled: {exc}")
         result = RLMResult(
             answer=outcome.answer,
             stop_reason=outcome.stop_reason,
@@ -126,6 +218,7 @@ class RLM:
             error=outcome.error,
             timings=tree.timings,
             sandboxes_started=tree.sandboxes_started,
+            parsed=outcome.parsed,
         )
         trajectory.emit("result", **result.model_dump(exclude={"trajectory_path"}))
         trajectory.close()
@@ -160,21 +253,16 @@ class _Tree(_NodeLoop):
         self.sandboxes_started = 0
         self._node_ids = itertools.count()
         self._lock = threading.Lock()
-        self.cancelled = threading.Event()
-        self._live_sandboxes: set[Sandbox] = set()
+        self._live = LiveSandboxes()  # starting or in use: what cancel() kills
+        self.cancelled = self._live.cancelled
 
     def cancel(self) -> None:
         """Stop the whole tree now: every node's sandbox is killed, and no node starts
         another model call, exec or sandbox."""
-        self.cancelled.set()
-        with self._lock:
-            live = list(self._live_sandboxes)
-        for sandbox in live:
-            sandbox.kill()
+        self._live.kill_all()
 
     def _check_cancelled(self) -> None:
-        if self.cancelled.is_set():
-            raise SandboxClosedError("the completion was interrupted; its sandboxes were stopped")
+        self._live.check()
 
     def _add_time(self, field: str, seconds: float) -> None:
         with self._lock:
