@@ -8,6 +8,7 @@ trajectory, cancellation) and routes sub-calls; it mixes this class in.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]
 
 # The same failing step this many turns in a row ends the node (stop_reason "error").
 REPEATED_FAILURES_LIMIT = 3
+_CELL_NAME = re.compile(r"<cell-\d+>")
 
 
 def partial_answer(replies: list[str]) -> str | None:
@@ -96,7 +98,8 @@ class _RepeatGuard:
         if not failed:
             self._last, self._count = None, 0
             return
-        signature = (tuple(block.strip() for block in find_code_blocks(reply)), feedback)
+        # Cell names count up with every exec; the failure is the same without them.
+        signature = (tuple(block.strip() for block in find_code_blocks(reply)), _CELL_NAME.sub("<cell>", feedback))
         self._count = self._count + 1 if signature == self._last else 1
         self._last = signature
         if self._count >= self.limit:

@@ -68,6 +68,9 @@ class RLMResult(BaseModel):
 
 SandboxFactory = Callable[..., Sandbox]
 
+# On Ctrl-C, how long a sandbox start under way may take to remove what it created.
+_CTRL_C_START_WAIT_S = 3.0
+
 
 class RLM:
     """A Recursive Language Model whose code runs in a sandbox.
@@ -198,6 +201,7 @@ class _TreeRun:
             # Ctrl-C reaches the main thread only: stop the nodes running on other threads
             # (batched sub-calls, child RLMs) and their containers too, at once.
             tree.cancel()
+            tree._live.wait_for_starts(_CTRL_C_START_WAIT_S)
             trajectory.emit("interrupted")
             trajectory.close()
             raise

@@ -34,6 +34,7 @@ class LiveSandboxes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sandboxes: set[Sandbox] = set()
+        self._starters: set[threading.Thread] = set()
         self.cancelled = threading.Event()
 
     def add(self, sandbox: Sandbox) -> None:
@@ -50,6 +51,21 @@ class LiveSandboxes:
             live = list(self._sandboxes)
         for sandbox in live:
             sandbox.kill()
+
+    def starting(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._starters = {t for t in self._starters if t.is_alive()}
+            self._starters.add(thread)
+
+    def wait_for_starts(self, timeout_s: float) -> None:
+        """After kill_all(), before the process exits: let starts under way remove what
+        they were creating (a container the daemon finishes creating after the process
+        is gone would stay behind, never started, until the next `gc`)."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            starters = list(self._starters)
+        for thread in starters:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def check(self) -> None:
         if self.cancelled.is_set():
@@ -85,6 +101,7 @@ class SandboxStart:
         # A daemon thread: an interrupted process must not wait for Docker to exit; the
         # container of a half-started sandbox sees its stdin close and removes itself.
         self._thread = threading.Thread(target=self._run, name="rlm-sandbox-start", daemon=True)
+        live.starting(self._thread)
         self._thread.start()
 
     def _run(self) -> None:
@@ -122,6 +139,10 @@ class SandboxStart:
         self._live.check()
         if self._discarded:
             raise SandboxClosedError("the node no longer needs this sandbox")
+
+    @property
+    def discarded(self) -> bool:
+        return self._discarded
 
     @property
     def ready(self) -> bool:
