@@ -131,12 +131,16 @@ class RLM:
     ) -> RLMResult:
         """`completion()` without blocking the event loop. Cancelling the task stops the
         whole tree and removes its containers at once."""
-        from .aio import run_in_thread
+        from .aio import Cancellable, run_in_thread
 
-        run = self._tree_run(query, describe_context(context), output)
-        return await run_in_thread(
-            lambda: run.execute(lambda tree: tree.run_node(context, query, depth=0, parent=None)), run.cancel
-        )
+        handle = Cancellable()
+
+        def run() -> RLMResult:
+            tree_run = self._tree_run(query, describe_context(context), output)
+            handle.attach(tree_run.cancel)
+            return tree_run.execute(lambda tree: tree.run_node(context, query, depth=0, parent=None))
+
+        return await run_in_thread(run, handle.cancel)
 
     def session(self, context: str | list | dict, *, budget: Limits | None = None) -> Session:
         """A conversation over one context: one sandbox, loaded once, whose variables and
@@ -191,7 +195,9 @@ class _TreeRun:
         self.tree = tree
 
     def cancel(self) -> None:
+        """From another thread: kill the tree's sandboxes, and return once they are gone."""
         self.tree.cancel()
+        self.tree._live.wait_for_starts(_CTRL_C_START_WAIT_S)
 
     def execute(self, work: Callable[[_Tree], _Outcome]) -> RLMResult:
         tree, trajectory, budget = self.tree, self.tree.trajectory, self.tree.budget

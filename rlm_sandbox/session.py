@@ -61,9 +61,9 @@ class Session:
 
     def completion(self, query: str, *, output: OutputType | None = None) -> RLMResult:
         """Answer `query`, continuing the conversation; never raises for model or sandbox failures."""
+        self._check_open()  # before the lock: a cancelled query may still hold it
         with self._busy:
-            if self._closed:
-                raise SandboxClosedError("this session is closed; start a new one with rlm.session(context)")
+            self._check_open()
             limits, refusal = self._query_limits()
             run = self.rlm._tree_run(query, self._info, output, limits=limits, live=self._live)
             if refusal is not None:
@@ -83,6 +83,10 @@ class Session:
         from .aio import run_in_thread
 
         return await run_in_thread(lambda: self.completion(query, output=output), self._cancel)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxClosedError("this session is closed; start a new one with rlm.session(context)")
 
     def _turn(self, tree: _Tree, query: str) -> _Outcome:
         node = next(tree._node_ids)
@@ -165,10 +169,8 @@ class Session:
     def _cancel(self) -> None:
         """From another thread: stop the running query's tree and the session's sandbox now."""
         self._live.kill_all()
-        current = self._current
-        if current is not None:
-            current[0].cancel()
         self._close_now()
+        self._live.wait_for_starts(3.0)
 
     def _close_now(self) -> None:
         self._closed = True

@@ -54,7 +54,9 @@ def test_a_final_without_code_neither_waits_for_nor_uses_the_sandbox(fake_openai
     assert not [e for e in events if e["type"] == "exec"], "no exec was started"
     assert len(GatedDockerSandbox.made) == 1
     GatedDockerSandbox.gate.set()  # the start goes on, and tears the unused sandbox down
-    assert wait_for(lambda: not GatedDockerSandbox.made[0].is_running and not containers_of(docker_client, os.getpid()), 30)
+    assert wait_for(
+        lambda: not GatedDockerSandbox.made[0].is_running and not containers_of(docker_client, os.getpid()), 30
+    )
 
 
 def test_code_in_the_first_reply_waits_for_the_start_then_runs(fake_openai, sandbox_image):
@@ -143,8 +145,14 @@ def test_children_overlap_too_and_share_a_pool(fake_openai, docker_client):
     fake_openai.set_responder(recursive_program(fan_out=2))
     with SandboxPool(SandboxConfig(), size=3) as pool:
         assert pool.wait_until_warm(3, timeout_s=120)
-        rlm = RLM(model="fake-root", sub_model="fake-sub", base_url=fake_openai.base_url, api_key="k",
-                  limits=Limits(max_depth=2), pool=pool)
+        rlm = RLM(
+            model="fake-root",
+            sub_model="fake-sub",
+            base_url=fake_openai.base_url,
+            api_key="k",
+            limits=Limits(max_depth=2),
+            pool=pool,
+        )
         result = rlm.completion("root context", "combine")
         assert result.stop_reason == "final", result.error
         assert result.sandboxes_started == 3
