@@ -131,6 +131,8 @@ class _NodeLoop:
             self.budget.check_deadline()
             # The sandbox starts and loads the context while the first model call runs.
             with self._node_sandbox(handlers, context) as start:
+                if not self.rlm._overlap_start:
+                    self._ready_sandbox(start)
                 messages = self.first_messages(describe_context(context), query, depth)
                 return self._turns(messages, start, node, depth, progress)
 

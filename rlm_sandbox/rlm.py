@@ -89,6 +89,10 @@ class RLM:
     >>> rlm.completion(open("book.txt").read(), "Who is the narrator?").answer
     """
 
+    # False: a node waits for its sandbox before its first model call, the order before
+    # the overlapped start; kept for the benchmark that compares the two.
+    _overlap_start = True
+
     def __init__(
         self,
         model: str = "gpt-5-mini",
