@@ -52,7 +52,9 @@ class SlowModel:
                     self.wait_s += time.monotonic() - self._busy_since
 
 
-def runtime_share(runtime: str, lines: int, repeat: int, delays_s: tuple[float, ...] = (0.0, 0.2, 1.0)) -> dict[str, Any]:
+def runtime_share(
+    runtime: str, lines: int, repeat: int, delays_s: tuple[float, ...] = (0.0, 0.2, 1.0)
+) -> dict[str, Any]:
     from rlm_sandbox import RLM
     from rlm_sandbox.evals.niah import NIAH_QUERY, make_haystack
 
@@ -79,7 +81,9 @@ def runtime_share(runtime: str, lines: int, repeat: int, delays_s: tuple[float, 
                         rlm._overlap_start = arrangement != "before"
                         result = rlm.completion(haystack.text, NIAH_QUERY)
                     if result.answer != haystack.magic_number:
-                        raise RuntimeError(f"NIAH ({arrangement}, {delay} s) answered {result.answer!r}: {result.error}")
+                        raise RuntimeError(
+                            f"NIAH ({arrangement}, {delay} s) answered {result.answer!r}: {result.error}"
+                        )
                     walls.append(result.elapsed_s)
                     waits.append(model.wait_s)
                     shares.append((result.elapsed_s - model.wait_s) / result.elapsed_s)

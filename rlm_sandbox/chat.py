@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_HISTORY", "chat_loop"]
 
-DEFAULT_HISTORY = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "rlm-sandbox" / "chat_history"
+DEFAULT_HISTORY = (
+    Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "rlm-sandbox" / "chat_history"
+)
 _HISTORY_LINES = 1000
 _EXIT = {"/exit", "/quit", "exit", "quit"}
 
@@ -64,8 +66,10 @@ def chat_loop(
     interactive = sys.stdin.isatty()
     try:
         with rlm.session(context) as chat:
-            say(f"session ready to start: {chat._info.type_name} context of {chat._info.total_chars:,} characters. "
-                "Ask a question; Ctrl-D or /exit to leave.")
+            say(
+                f"session ready to start: {chat._info.type_name} context of {chat._info.total_chars:,} characters. "
+                "Ask a question; Ctrl-D or /exit to leave."
+            )
             while True:
                 try:
                     line = input(prompt if interactive else "")
@@ -85,8 +89,10 @@ def chat_loop(
                     say("interrupted: the query was stopped and the session's sandbox removed")
                     return 130
                 show(result)
-            say(f"{chat.queries} quer{'y' if chat.queries == 1 else 'ies'}, {chat.usage.calls} model calls, "
-                f"${chat.usage.cost_usd:.4f}")
+            say(
+                f"{chat.queries} quer{'y' if chat.queries == 1 else 'ies'}, {chat.usage.calls} model calls, "
+                f"${chat.usage.cost_usd:.4f}"
+            )
     finally:
         _save_history(readline, history)
     return 0

@@ -396,7 +396,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
         history = None if args.no_history else Path(args.history) if args.history else DEFAULT_HISTORY
-        return chat_loop(rlm, context, show=show, say=lambda text: err.print(escape(text), soft_wrap=True), history=history)
+        say = lambda text: err.print(escape(text), soft_wrap=True)  # noqa: E731
+        return chat_loop(rlm, context, show=show, say=say, history=history)
 
 
 def cmd_niah(args: argparse.Namespace) -> int:
@@ -629,7 +630,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 def _add_chat(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser("chat", help="ask many questions over one context in one session (one sandbox)")
     chat.add_argument("--context", required=True, metavar="FILE", help="text file, .json file")
-    chat.add_argument("--history", metavar="FILE", help="readline history file (default: ~/.local/state/rlm-sandbox/chat_history)")
+    chat.add_argument(
+        "--history", metavar="FILE", help="readline history file (default: ~/.local/state/rlm-sandbox/chat_history)"
+    )
     chat.add_argument("--no-history", action="store_true", help="keep no history file")
     _add_rlm_options(chat)
     chat.set_defaults(handler=cmd_chat)

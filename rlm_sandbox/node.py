@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +35,15 @@ from .prompts import (
 )
 from .sandbox.base import ExecResult, Sandbox
 from .startup import SandboxStart
+
+if TYPE_CHECKING:
+    import threading
+
+    from .limits import Budget
+    from .rlm import RLM
+    from .sandbox.base import LLMHandler
+    from .startup import LiveSandboxes
+    from .trajectory import Trajectory
 
 StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]
 
@@ -112,6 +121,20 @@ class _RepeatGuard:
 
 class _NodeLoop:
     """The node loop of a completion tree; mixed into `rlm._Tree`, whose state it uses."""
+
+    if TYPE_CHECKING:  # provided by rlm._Tree
+        rlm: RLM
+        budget: Budget
+        trajectory: Trajectory
+        sandboxes_started: int
+        _node_ids: Iterator[int]
+        _lock: threading.Lock
+        _live: LiveSandboxes
+
+        def _plain_handler(self, node: int, depth: int) -> LLMHandler: ...
+        def _recursive_handler(self, node: int, depth: int) -> LLMHandler: ...
+        def _check_cancelled(self) -> None: ...
+        def _add_time(self, field: str, seconds: float) -> None: ...
 
     output: OutputSpec | None = None
     """The type the root's answer must have (`completion(..., output=...)`), if any."""
