@@ -1,7 +1,10 @@
 """The runtime's share of a completion (#16): (wall - model wait) / wall.
 
-The 1M-line NIAH completion against the scripted model, slowed to a fixed time per
-call (0, 200 ms, 1 s), in three arrangements:
+The 1M-line NIAH completion (41 MB) as issue #16 measured it: two root turns and
+eight batched sub-calls. The root's first turn cuts the context in eight, sends a
+window around each "magic number" to a sub-model with `llm_query_batched`, and its
+second turn answers with FINAL_VAR. Every model call takes a fixed time (0, 200 ms,
+1 s). Three arrangements:
 - "before": each node waits for its sandbox before its first model call (the order
   before the overlapped start);
 - "cold": the sandbox starts and loads the context during the first model call;
@@ -13,6 +16,7 @@ intervals), so batched sub-calls count once, as they do on the critical path.
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -23,13 +27,42 @@ from rlm_sandbox.sandbox.config import SandboxConfig
 from rlm_sandbox.sandbox.pool import SandboxPool
 
 
+SEARCH = """Eight parts, each searched by a sub-model.
+
+```repl
+size = len(context) // 8 + 1
+prompts = []
+for part in (context[i : i + size] for i in range(0, len(context), size)):
+    at = part.find("magic number")
+    window = part[max(0, at - 300) : at + 300] if at >= 0 else ""
+    prompts.append("What is the magic number in this text? Reply with the number or NONE.\\n\\n" + window)
+answers = llm_query_batched(prompts)
+answer = next((a for a in answers if a.strip().isdigit()), "NONE")
+print(answers)
+```"""
+
+
+class NeedleModel:
+    """Root: SEARCH, then FINAL_VAR("answer"); sub-model: the number in its window, or NONE."""
+
+    model = "needle-script"
+
+    def complete(self, messages: list[dict[str, Any]], *, model: str | None = None, **_: Any) -> LMResponse:
+        root = any(message.get("role") == "system" for message in messages)
+        if root:
+            turn = sum(1 for message in messages if message.get("role") == "assistant")
+            text = SEARCH if turn == 0 else 'Found it.\nFINAL_VAR("answer")'
+        else:
+            found = re.search(r"magic number is (\d+)", str(messages[-1].get("content", "")))
+            text = found.group(1) if found else "NONE"
+        return LMResponse(text=text, model=model or self.model, input_tokens=1, output_tokens=1, cost_usd=0.0)
+
+
 class SlowModel:
-    """The scripted demo model, taking `delay_s` per call, timing when calls are in flight."""
+    """A model taking `delay_s` per call, timing when calls are in flight."""
 
     def __init__(self, delay_s: float) -> None:
-        from rlm_sandbox.scripted import ScriptedDemoModel
-
-        self.inner = ScriptedDemoModel()
+        self.inner = NeedleModel()
         self.model = self.inner.model
         self.delay_s = delay_s
         self._lock = threading.Lock()
