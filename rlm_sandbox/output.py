@@ -72,6 +72,8 @@ class OutputSpec:
                 return self._check(value)
             except AnswerInvalid as exc:
                 first_problem = first_problem or str(exc)
+            except RecursionError:  # nesting a recursive validator cannot walk: refused, not raised
+                first_problem = first_problem or "- (the whole value): nested too deeply"
         raise AnswerInvalid(first_problem)
 
     def _check(self, value: Any) -> Any:

@@ -50,12 +50,13 @@ class Session:
         self._closed = False
         self._current: tuple[_Tree, int] | None = None
         self.queries = 0
+        self.sandboxes_started = 0
         self._live = LiveSandboxes()
         handlers: dict[str, Any] = {"llm_handler": self._route_plain}
         if rlm.limits.max_depth > 1:
             handlers["rlm_handler"] = self._route_recursive
         # Started now, so it comes up while the caller types (or the first model call runs).
-        self._start = SandboxStart(rlm._sandbox_factory, handlers, context, self._live)
+        self._start = SandboxStart(rlm._sandbox_factory, handlers, context, self._live, on_ready=self._ready)
 
     # ------------------------------------------------------------- queries
 
@@ -83,6 +84,10 @@ class Session:
         from .aio import run_in_thread
 
         return await run_in_thread(lambda: self.completion(query, output=output), self._cancel)
+
+    def _ready(self, seconds: float) -> None:
+        self.sandboxes_started += 1
+        self.start_s = seconds
 
     def _check_open(self) -> None:
         if self._closed:

@@ -41,6 +41,7 @@ def test_five_queries_use_one_container_and_keep_variables(fake_openai, docker_c
             assert result.stop_reason == "final", result.error
             answers.append(result.answer)
         assert chat.queries == 5
+        assert chat.sandboxes_started == 1
         assert chat.usage.calls == 10
     assert answers == ["41", "42", "43", "44", "45"], "REPL variables carried over"
     assert containers_created_since(docker_client, since) == 1

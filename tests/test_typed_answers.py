@@ -124,3 +124,27 @@ def test_different_failures_do_not_stop_the_run(fake_openai):
     fake_openai.set_responder(program(root))
     result = make_rlm(fake_openai).completion("ctx", "q")
     assert (result.stop_reason, result.answer, result.iterations) == ("final", "done", 5)
+
+
+def test_a_hostile_answer_is_refused_not_crashed_on(fake_openai):
+    # Deep nesting defeats recursive parsers; the host reports it as an invalid answer.
+    deep = "[" * 50_000 + "]" * 50_000
+
+    def root(body):
+        if turn_of(body) == 0:
+            return f"FINAL({deep})"
+        assert "not accepted" in last_user_message(body)
+        return "FINAL([[]])"
+
+    fake_openai.set_responder(program(root))
+    result = make_rlm(fake_openai).completion("ctx", "q", output={"type": "array"})
+    assert (result.stop_reason, result.parsed) == ("final", [[]])
+
+
+def test_json_too_deep_for_the_validator_is_an_invalid_answer():
+    from rlm_sandbox.output import AnswerInvalid, OutputSpec
+
+    spec = OutputSpec({"type": "array", "items": {"$ref": "#"}})
+    with pytest.raises(AnswerInvalid, match="nested too deeply"):
+        spec.validate("[" * 900 + "]" * 900, is_json=True)  # a forged frame's final_json
+    assert spec.validate("[[], [[]]]", is_json=True) == [[], [[]]]
