@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import measures
+from .runtime_share import runtime_share
 
 console = Console(stderr=True, highlight=False)
 
@@ -34,6 +35,7 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         "context_load": lambda: measures.context_load(kinds, settings["sizes_mb"]),
         "idle_memory": lambda: measures.idle_memory(runtimes, settings["idle"]),
         "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
+        "runtime_share": lambda: runtime_share(runtimes[0] if runtimes else "runc", settings["niah_lines"], settings["niah_repeat"]),
         # rlms' DockerREPL runs a fresh interpreter per cell (~0.3 s), hence its own, smaller counts.
         "rlms_comparison": lambda: measures.rlms_docker_repl(settings["rlms_repeat"], settings["rlms_start_repeat"]),
     }

@@ -328,15 +328,80 @@ def _read_context(source: str):
     return text
 
 
+def _output_schema(path: str | None):
+    """The JSON schema of `--output-schema FILE`, or None."""
+    if path is None:
+        return None
+    import json
+    from pathlib import Path
+
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RLMSandboxError(f"--output-schema {path}: cannot read a JSON schema from it ({exc})") from None
+    if not isinstance(schema, dict):
+        raise RLMSandboxError(f"--output-schema {path}: a JSON schema is an object, not {type(schema).__name__}")
+    return schema
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     context = _read_context(args.context)
-    result = _make_rlm(args).completion(context, args.query)
+    schema = _output_schema(args.output_schema)
+    try:
+        result = _make_rlm(args).completion(context, args.query, output=schema)
+    except ValueError as exc:  # a schema that is not one
+        raise RLMSandboxError(f"--output-schema {args.output_schema}: {exc}") from None
     if args.json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         err.print(_summary_table(result))
-        sys.stdout.write((result.answer or "") + "\n")
+        if schema is not None and result.stop_reason == "final":
+            import json
+
+            sys.stdout.write(json.dumps(result.parsed, ensure_ascii=False) + "\n")  # validated: canonical JSON
+        else:
+            sys.stdout.write((result.answer or "") + "\n")
     return 0 if result.stop_reason == "final" else 1
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from .chat import DEFAULT_HISTORY, chat_loop
+    from .rlm import RLM
+    from .sandbox.pool import SandboxPool
+
+    context = _read_context(args.context)
+    limits, client, model, sandbox = _rlm_settings(args)
+    # The session's own sandbox starts while the user types the first question; a warm
+    # pool serves the child RLMs of rlm_query (depth > 1), as many as run at once.
+    pooled = isinstance(sandbox, SandboxConfig) and limits.max_depth > 1
+    pool = SandboxPool(sandbox, size=min(limits.max_concurrency, 4)) if pooled else None
+    with pool or nullcontext():
+        rlm = RLM(
+            model=model,
+            sub_model=args.sub_model,
+            client=client,
+            sandbox=sandbox,
+            limits=limits,
+            log_dir=args.log_dir,
+            verbose=args.verbose,
+            pool=pool,
+        )
+
+        def show(result) -> None:
+            if args.json:
+                sys.stdout.write(result.model_dump_json() + "\n")
+                return
+            if result.stop_reason != "final":
+                err.print(f"[yellow]{result.stop_reason}[/yellow]: {escape(result.error or '')}", soft_wrap=True)
+            sys.stdout.write((result.answer or "") + "\n")
+            sys.stdout.flush()
+
+        history = None if args.no_history else Path(args.history) if args.history else DEFAULT_HISTORY
+        say = lambda text: err.print(escape(text), soft_wrap=True)  # noqa: E731
+        return chat_loop(rlm, context, show=show, say=say, history=history)
 
 
 def cmd_niah(args: argparse.Namespace) -> int:
@@ -563,8 +628,22 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="answer a query over a context of any size")
     run.add_argument("--context", required=True, metavar="FILE", help="text file, .json file, or - for stdin")
     run.add_argument("--query", required=True)
+    run.add_argument(
+        "--output-schema", metavar="FILE", help="a JSON schema the answer must match; the model retries until it does"
+    )
     _add_rlm_options(run)
     run.set_defaults(handler=cmd_run)
+
+
+def _add_chat(commands: argparse._SubParsersAction) -> None:
+    chat = commands.add_parser("chat", help="ask many questions over one context in one session (one sandbox)")
+    chat.add_argument("--context", required=True, metavar="FILE", help="text file, .json file")
+    chat.add_argument(
+        "--history", metavar="FILE", help="readline history file (default: ~/.local/state/rlm-sandbox/chat_history)"
+    )
+    chat.add_argument("--no-history", action="store_true", help="keep no history file")
+    _add_rlm_options(chat)
+    chat.set_defaults(handler=cmd_chat)
 
 
 def _add_niah(commands: argparse._SubParsersAction) -> None:
@@ -638,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
-        _add_run, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor, _add_audit
+        _add_run, _add_chat, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor, _add_audit
     ):
         add(commands)
     return parser

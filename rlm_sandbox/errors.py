@@ -74,3 +74,8 @@ class BudgetExceededError(RLMSandboxError):
 
 class CompletionTimeoutError(BudgetExceededError):
     """The wall-clock deadline of the completion has passed."""
+
+
+class RepeatedFailureError(RLMSandboxError):
+    """The model made the same failing step several turns in a row; the node stopped
+    rather than spend its remaining turns and budget on it."""

@@ -122,6 +122,18 @@ class Conversation:
             raise RuntimeError("feedback before any reply")
         self._turns[-1].feedback = content
 
+    def follow_up(self, content: str) -> None:
+        """A new query of a session: the next user message, whatever the last query left.
+
+        A query that stopped before the model answered its feedback leaves a user
+        message last; the follow-up joins it (one user message per turn)."""
+        if not self._turns:
+            self.task = f"{self.task}\n\n{content}"
+        elif self._turns[-1].feedback is None:
+            self._turns[-1].feedback = content
+        else:
+            self._turns[-1].feedback = f"{self._turns[-1].feedback}\n\n{content}"
+
     @property
     def messages(self) -> list[dict[str, Any]]:
         task = self.task

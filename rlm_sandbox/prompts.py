@@ -20,8 +20,11 @@ __all__ = [
     "ContextInfo",
     "describe_context",
     "final_request",
+    "follow_up_prompt",
     "format_exec_output",
+    "invalid_answer",
     "no_code_nudge",
+    "output_instructions",
     "system_prompt",
     "task_prompt",
     "truncate_middle",
@@ -171,8 +174,8 @@ Other helpers: `SHOW_VARS()` lists the variables you have defined; `print(...)` 
 
 ## Finishing
 When you know the answer, give it in one of these ways:
-- in code: `FINAL(answer)` with the answer itself, or `FINAL_VAR("name")` with the name of a variable that holds it;
-- in your message, outside any code block, on a line of its own: FINAL(your answer) or FINAL_VAR(variable_name).
+- in code: `FINAL(answer)` with the answer itself, or `FINAL_VAR("name")` with the name of a variable that holds it, in quotes;
+- in your message, outside any code block, on a line of its own: FINAL(your answer) or FINAL_VAR("name").
 Use FINAL_VAR for long answers you built in code. Do not finish before you have checked the answer against the data; do not guess when code can tell you.
 
 You have at most {max_iterations} turns. Work step by step: plan briefly, run code, read its output, then decide the next step."""
@@ -184,6 +187,15 @@ def task_prompt(query: str) -> str:
         f"Question: {query}\n\n"
         "The data is in the variable `context` of your Python session; you have not seen it yet. "
         "Start by writing ```repl code to explore it."
+    )
+
+
+def follow_up_prompt(query: str) -> str:
+    """A session's next question: the same Python session, with everything defined so far."""
+    return (
+        f"Next question: {query}\n\n"
+        "Your Python session is the one you used before: `context` and every variable you defined are still there. "
+        "Reuse them where they help; write ```repl code to work on this question."
     )
 
 
@@ -206,7 +218,7 @@ def no_code_nudge() -> str:
     return (
         "Your last message had no ```repl code block and no final answer. "
         "Write code in a ```repl block to make progress, or, if you are done, "
-        "give the answer on its own line as FINAL(answer) or FINAL_VAR(variable_name)."
+        'give the answer on its own line as FINAL(answer) or FINAL_VAR("name").'
     )
 
 
@@ -215,7 +227,27 @@ def final_request() -> str:
     return (
         "You have used all your turns, and no more code will run. Based on what you have found so far, "
         "reply now with your best answer on a line of its own as FINAL(answer), "
-        "or FINAL_VAR(variable_name) for a variable you already set."
+        'or FINAL_VAR("name") for a variable you already set.'
+    )
+
+
+def output_instructions(schema_json: str) -> str:
+    """Appended to the task when the answer must have a type (`completion(..., output=...)`)."""
+    return (
+        "## Answer format\n"
+        "Your final answer must be a JSON value that matches this JSON schema:\n"
+        f"{schema_json}\n"
+        "Build it in code as a dict or list and give it with FINAL(value) or FINAL_VAR(\"name\"): "
+        "it is sent as JSON and checked. If it does not match, you are told what is wrong and can fix it."
+    )
+
+
+def invalid_answer(problems: str) -> str:
+    """Sent when a typed answer did not match its schema."""
+    return (
+        "Your final answer was not accepted: it does not match the required JSON schema.\n"
+        f"{problems}\n"
+        "Fix the value and give it again with FINAL(...) or FINAL_VAR(\"name\")."
     )
 
 

@@ -11,42 +11,28 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import (
-    BudgetExceededError,
-    CompletionTimeoutError,
-    ContextWindowExceededError,
-    LMError,
-    SandboxClosedError,
-    SandboxError,
-)
-from .history import Conversation
+from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxClosedError
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
-from .parsing import FinalAnswer, find_code_blocks, find_final, split_reasoning
+from .node import StopReason, _NodeLoop, _Outcome
+from .output import OutputSpec, OutputType
+from .parsing import split_reasoning
 from .prices import price_source
-from .prompts import (
-    describe_context,
-    final_request,
-    format_exec_output,
-    no_code_nudge,
-    system_prompt,
-    task_prompt,
-    turn_prompt,
-)
-from .replies import ModelReply, read_reply
-from .sandbox.base import ExecResult, Sandbox
+from .prompts import ContextInfo, describe_context
+from .sandbox.base import Sandbox
 from .sandbox.config import SandboxConfig
-from .tokens import estimate_messages_tokens
+from .startup import LiveSandboxes
 from .trajectory import Listener, LiveView, Trajectory
 
-StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]
+if TYPE_CHECKING:
+    from .sandbox.pool import SandboxPool
+    from .session import Session
 
 # What a child node is asked: its whole task is the prompt, loaded as its context.
 CHILD_QUERY = (
@@ -61,9 +47,14 @@ class Timings(BaseModel):
     model_s: float = 0.0
     exec_s: float = 0.0
     sandbox_start_s: float = 0.0
+    """Time sandboxes took to start and load their context (overlapped with model calls)."""
+    sandbox_wait_s: float = 0.0
+    """The part of sandbox starts that nodes waited for: what the overlap did not hide."""
 
 
 class RLMResult(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     answer: str | None
     stop_reason: StopReason
     usage: Usage
@@ -73,9 +64,14 @@ class RLMResult(BaseModel):
     error: str | None = None
     timings: Timings = Field(default_factory=Timings)
     sandboxes_started: int = 0
+    parsed: Any = None
+    """The validated answer of `completion(..., output=...)`: a model instance or a JSON value."""
 
 
 SandboxFactory = Callable[..., Sandbox]
+
+# On Ctrl-C, how long a sandbox start under way may take to remove what it created.
+_CTRL_C_START_WAIT_S = 3.0
 
 
 class RLM:
@@ -84,9 +80,20 @@ class RLM:
     `sandbox`: True for DockerSandbox with the hardened defaults, a SandboxConfig to
     tune it, False for LocalSandbox (no isolation: development only), or a callable
     `(llm_handler=..., rlm_handler=...) -> Sandbox` for anything else.
+    `pool`: a `SandboxPool` whose warm sandboxes every node of the tree (children
+    included) takes, so no container start is on the critical path; the caller owns
+    and closes it. Without one, each node starts its own sandbox, overlapped with its
+    first model call.
     `client` / `sub_client` replace the OpenAI-compatible client (e.g. the scripted
     demo model).
+
+    >>> rlm = RLM("gpt-5-mini", limits=Limits(max_depth=2))
+    >>> rlm.completion(open("book.txt").read(), "Who is the narrator?").answer
     """
+
+    # False: a node waits for its sandbox before its first model call, the order before
+    # the overlapped start; kept for the benchmark that compares the two.
+    _overlap_start = True
 
     def __init__(
         self,
@@ -102,6 +109,7 @@ class RLM:
         client: LMClient | None = None,
         sub_client: LMClient | None = None,
         listeners: list[Listener] | None = None,
+        pool: SandboxPool | None = None,
     ) -> None:
         self.model = model
         self.sub_model = sub_model or model
@@ -110,36 +118,113 @@ class RLM:
         self.verbose = verbose
         self.client = client or OpenAIClient(model, base_url=base_url, api_key=api_key)
         self.sub_client = sub_client or self.client
-        self._sandbox_factory = _sandbox_factory(sandbox, self.limits)
+        self.pool = pool
+        self._sandbox_factory = pool if pool is not None else _sandbox_factory(sandbox, self.limits)
         self._listeners = list(listeners or [])
 
-    def completion(self, context: str | list | dict, query: str) -> RLMResult:
-        """Answer `query` about `context`, however large. Never raises for model or sandbox failures."""
-        budget = Budget(self.limits)
+    def completion(self, context: str | list | dict, query: str, *, output: OutputType | None = None) -> RLMResult:
+        """Answer `query` about `context`, however large. Never raises for model or sandbox failures.
+
+        `output`: a pydantic model class or a JSON-schema dict the answer must match; the
+        model is shown what is wrong until it does (within its turns), and
+        `result.parsed` holds the validated value.
+        """
+        run = self._tree_run(query, describe_context(context), output)
+        return run.execute(lambda tree: tree.run_node(context, query, depth=0, parent=None))
+
+    async def acompletion(
+        self, context: str | list | dict, query: str, *, output: OutputType | None = None
+    ) -> RLMResult:
+        """`completion()` without blocking the event loop. Cancelling the task stops the
+        whole tree and removes its containers at once."""
+        from .aio import Cancellable, run_in_thread
+
+        handle = Cancellable()
+
+        def run() -> RLMResult:
+            tree_run = self._tree_run(query, describe_context(context), output)
+            handle.attach(tree_run.cancel)
+            return tree_run.execute(lambda tree: tree.run_node(context, query, depth=0, parent=None))
+
+        return await run_in_thread(run, handle.cancel)
+
+    def session(self, context: str | list | dict, *, budget: Limits | None = None) -> Session:
+        """A conversation over one context: one sandbox, loaded once, whose variables and
+        history carry from query to query. `budget` caps the whole session; `self.limits`
+        apply to each query. Use as a context manager; closing it removes the container.
+
+        >>> with rlm.session(context) as chat:
+        ...     chat.completion("How many records are there?")
+        ...     chat.completion("And how many of them are from 2024?")
+        """
+        from .session import Session
+
+        return Session(self, context, budget=budget)
+
+    def _tree_run(
+        self,
+        query: str,
+        context_info: ContextInfo,
+        output: OutputType | None,
+        *,
+        limits: Limits | None = None,
+        live: LiveSandboxes | None = None,
+    ) -> _TreeRun:
+        limits = limits or self.limits
+        budget = Budget(limits)
         listeners = list(self._listeners)
         if self.verbose:
             listeners.append(LiveView())
         trajectory = Trajectory(self.log_dir, listeners)
         tree = _Tree(self, budget, trajectory)
+        if live is not None:
+            tree._live, tree.cancelled = live, live.cancelled
+        tree.limits = limits
+        if output is not None:
+            tree.output = OutputSpec(output)
         trajectory.emit(
             "metadata",
             run_id=trajectory.run_id,
             model=self.model,
             sub_model=self.sub_model,
             query=query,
-            context=describe_context(context).model_dump(),
-            limits=self.limits.model_dump(),
+            context=context_info.model_dump(),
+            limits=limits.model_dump(),
             prices=price_source(),
         )
+        return _TreeRun(tree)
+
+
+class _TreeRun:
+    """One completion tree, made before it runs so that another thread can cancel it."""
+
+    def __init__(self, tree: _Tree) -> None:
+        self.tree = tree
+
+    def cancel(self) -> None:
+        """From another thread: kill the tree's sandboxes, and return once they are gone."""
+        self.tree.cancel()
+        self.tree._live.wait_for_starts(_CTRL_C_START_WAIT_S)
+
+    def execute(self, work: Callable[[_Tree], _Outcome]) -> RLMResult:
+        tree, trajectory, budget = self.tree, self.tree.trajectory, self.tree.budget
         try:
-            outcome = tree.run_node(context, query, depth=0, parent=None)
+            outcome = work(tree)
         except KeyboardInterrupt:
             # Ctrl-C reaches the main thread only: stop the nodes running on other threads
             # (batched sub-calls, child RLMs) and their containers too, at once.
             tree.cancel()
+            tree._live.wait_for_starts(_CTRL_C_START_WAIT_S)
             trajectory.emit("interrupted")
             trajectory.close()
             raise
+        except SandboxClosedError as exc:
+            if not tree.cancelled.is_set():
+                raise
+            # Cancelled from another thread (an asyncio task): the caller is gone or
+            # no longer waiting; the result says so should anyone read it.
+            trajectory.emit("interrupted")
+            outcome = _Outcome(answer=None, stop_reason="error", iterations=0, error=f"cancelled: {exc}")
         result = RLMResult(
             answer=outcome.answer,
             stop_reason=outcome.stop_reason,
@@ -150,6 +235,7 @@ class RLM:
             error=outcome.error,
             timings=tree.timings,
             sandboxes_started=tree.sandboxes_started,
+            parsed=outcome.parsed,
         )
         trajectory.emit("result", **result.model_dump(exclude={"trajectory_path"}))
         trajectory.close()
@@ -170,27 +256,11 @@ def _sandbox_factory(sandbox: bool | SandboxConfig | SandboxFactory, limits: Lim
     return lambda **handlers: DockerSandbox(config, **handlers)
 
 
-def partial_answer(replies: list[str]) -> str | None:
-    """For a run stopped early: the prose of the model's last reply (code removed), if any."""
-    for reply in reversed(replies):
-        prose = reply
-        for block in find_code_blocks(reply):
-            prose = prose.replace(block, "")
-        prose = "\n".join(line for line in prose.splitlines() if not line.strip().startswith("```")).strip()
-        if prose:
-            return prose
-    return None
+class _Tree(_NodeLoop):
+    """State shared by all nodes of one completion, and the routing of their sub-calls.
 
-
-class _Outcome(BaseModel):
-    answer: str | None
-    stop_reason: StopReason
-    iterations: int
-    error: str | None = None
-
-
-class _Tree:
-    """State shared by all nodes of one completion."""
+    The node loop itself (`run_node` and its steps) lives in node.py.
+    """
 
     def __init__(self, rlm: RLM, budget: Budget, trajectory: Trajectory) -> None:
         self.rlm = rlm
@@ -200,265 +270,20 @@ class _Tree:
         self.sandboxes_started = 0
         self._node_ids = itertools.count()
         self._lock = threading.Lock()
-        self.cancelled = threading.Event()
-        self._live_sandboxes: set[Sandbox] = set()
+        self._live = LiveSandboxes()  # starting or in use: what cancel() kills
+        self.cancelled = self._live.cancelled
 
     def cancel(self) -> None:
         """Stop the whole tree now: every node's sandbox is killed, and no node starts
         another model call, exec or sandbox."""
-        self.cancelled.set()
-        with self._lock:
-            live = list(self._live_sandboxes)
-        for sandbox in live:
-            sandbox.kill()
+        self._live.kill_all()
 
     def _check_cancelled(self) -> None:
-        if self.cancelled.is_set():
-            raise SandboxClosedError("the completion was interrupted; its sandboxes were stopped")
+        self._live.check()
 
     def _add_time(self, field: str, seconds: float) -> None:
         with self._lock:
             setattr(self.timings, field, getattr(self.timings, field) + seconds)
-
-    # ------------------------------------------------------------- one node
-
-    def run_node(self, context: Any, query: str, *, depth: int, parent: int | None) -> _Outcome:
-        node = next(self._node_ids)
-        limits = self.rlm.limits
-        emit = self.trajectory.emit
-        emit("node_start", node=node, parent=parent, depth=depth, query=query)
-        iterations = 0
-        replies: list[str] = []
-        try:
-            self.budget.check_deadline()
-            started = time.monotonic()
-            handlers = {"llm_handler": self._plain_handler(node, depth)}
-            if depth + 1 < limits.max_depth:
-                handlers["rlm_handler"] = self._recursive_handler(node, depth)
-            with self._node_sandbox(handlers) as sandbox:
-                sandbox.load_context(context)
-                with self._lock:
-                    self.sandboxes_started += 1
-                self._add_time("sandbox_start_s", time.monotonic() - started)
-                info = describe_context(context)
-                conversation = Conversation(
-                    system_prompt(info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations),
-                    task_prompt(query),
-                    window=self.context_window(self.rlm.model, self.rlm.client),
-                    max_output_tokens=limits.max_output_tokens,
-                )
-                feedback: str | None = None
-                while iterations < limits.max_iterations:
-                    iterations += 1
-                    if feedback is not None:
-                        # One user message per turn: some chat templates reject two in a row.
-                        note = turn_prompt(iterations, limits.max_iterations)
-                        conversation.add_user(f"{feedback}\n\n{note}")
-                    reply = self._model_turn(conversation, node, depth, iterations)
-                    replies.append(reply.visible)
-                    answer, feedback = self._act_on_reply(reply, sandbox, node, depth, iterations)
-                    if answer is not None:
-                        return self._finish(node, _Outcome(answer=answer, stop_reason="final", iterations=iterations))
-                # Out of turns: ask once for the best answer so far.
-                ask = final_request() if feedback is None else f"{feedback}\n\n{final_request()}"
-                conversation.add_user(ask)
-                reply = self._model_turn(conversation, node, depth, iterations + 1)
-                replies.append(reply.visible)
-                final = find_final(reply.visible)
-                answer = self._resolve_final(final, sandbox)[0] if final else None
-                return self._finish(
-                    node,
-                    _Outcome(answer=answer or partial_answer(replies), stop_reason="max_iterations", iterations=iterations),
-                )
-        except CompletionTimeoutError as exc:
-            outcome = _Outcome(answer=partial_answer(replies), stop_reason="timeout", iterations=iterations, error=str(exc))
-        except BudgetExceededError as exc:
-            outcome = _Outcome(answer=partial_answer(replies), stop_reason="budget", iterations=iterations, error=str(exc))
-        except (LMError, SandboxError) as exc:
-            outcome = _Outcome(
-                answer=partial_answer(replies),
-                stop_reason="error",
-                iterations=iterations,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-        return self._finish(node, outcome)
-
-    @contextmanager
-    def _node_sandbox(self, handlers: dict[str, Any]) -> Iterator[Sandbox]:
-        """The node's sandbox. A node that finished leaves its teardown to a background
-        thread (the answer need not wait for Docker); one that failed or was
-        interrupted tears it down before the error goes on."""
-        sandbox = self.rlm._sandbox_factory(**handlers)
-        with self._lock:
-            self._live_sandboxes.add(sandbox)
-        try:
-            self._check_cancelled()
-            yield sandbox.start()
-        except BaseException:
-            sandbox.close()
-            raise
-        finally:
-            with self._lock:
-                self._live_sandboxes.discard(sandbox)
-        sandbox.close_in_background()
-
-    def _finish(self, node: int, outcome: _Outcome) -> _Outcome:
-        self.trajectory.emit("node_end", node=node, **outcome.model_dump())
-        return outcome
-
-    def context_window(self, model: str, client: LMClient) -> int | None:
-        """`model`'s window: Limits.context_window for the root model, else what the
-        client can find out (the server's /v1/models, the maintained data)."""
-        if self.rlm.limits.context_window is not None and model == self.rlm.model:
-            return self.rlm.limits.context_window
-        find = getattr(client, "context_window", None)
-        return find(model) if callable(find) else None
-
-    def _model_turn(self, conversation: Conversation, node: int, depth: int, iteration: int) -> ModelReply:
-        self._check_cancelled()
-        turn_started = started = time.monotonic()
-        recovered = False
-        while True:
-            messages, cap, compaction = conversation.prepare()
-            if compaction is not None:
-                self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
-            try:
-                response = complete_within_budget(
-                    self.rlm.client,
-                    self.budget,
-                    messages,
-                    model=self.rlm.model,
-                    timeout_s=self.rlm.limits.llm_timeout_s,
-                    max_output_tokens=cap,
-                    # The conversation fitted the request to the window already, on its
-                    # calibrated estimate; the budget still reserves the raw one.
-                )
-                break
-            except ContextWindowExceededError as exc:
-                # The server knows its window better than any estimate: compact once, retry once.
-                compaction = None if recovered else conversation.recover(exc.window)
-                if compaction is None:
-                    raise
-                recovered = True
-                self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
-            finally:
-                self._add_time("model_s", time.monotonic() - started)
-                started = time.monotonic()
-        learned = conversation.observe(messages, response, cap)
-        if learned is not None and hasattr(self.rlm.client, "learn_context_window"):
-            self.rlm.client.learn_context_window(self.rlm.model, learned)  # sub-calls check against it
-        reply = read_reply(response, cap)
-        conversation.add_reply(reply.visible)
-        self.trajectory.emit(
-            "model_call",
-            node=node,
-            depth=depth,
-            iteration=iteration,
-            model=response.model,
-            input_tokens=response.input_tokens,
-            output_tokens=response.output_tokens,
-            cached_input_tokens=response.cached_input_tokens,
-            reasoning_tokens=response.reasoning_tokens,
-            cost_usd=response.cost_usd,
-            duration_s=round(time.monotonic() - turn_started, 6),
-            prompt=messages[-1]["content"],  # only what is new since the previous call
-            response=response.text,
-            reasoning=reply.reasoning,
-            finish_reason=response.finish_reason,
-            max_output_tokens=cap,
-            context_window=conversation.window,
-            estimated_input_tokens=estimate_messages_tokens(messages),
-        )
-        return reply
-
-    def _act_on_reply(
-        self,
-        reply: ModelReply,
-        sandbox: Sandbox,
-        node: int,
-        depth: int,
-        iteration: int,
-    ) -> tuple[str | None, str]:
-        """Run the reply's code; return (the final answer if given, what the model sees next).
-
-        Only the visible text counts (never reasoning), and a reply cut at the output
-        cap never runs its unclosed last block."""
-        notes = "\n".join(reply.notes)
-        answer, feedback = self._act_on_visible(reply, sandbox, node, depth, iteration)
-        return answer, f"{notes}\n\n{feedback}" if notes else feedback
-
-    def _act_on_visible(
-        self, reply: ModelReply, sandbox: Sandbox, node: int, depth: int, iteration: int
-    ) -> tuple[str | None, str]:
-        blocks = find_code_blocks(reply.visible, complete_only=reply.cut)
-        textual_final = find_final(reply.visible)
-        if not blocks:
-            if textual_final is not None:
-                return self._resolve_final(textual_final, sandbox)
-            return None, no_code_nudge()
-        views = []
-        for index, code in enumerate(blocks):
-            result = self._execute(sandbox, code, node, depth, iteration, index)
-            views.append(self._view(result, index, len(blocks)))
-            if result.final is not None:
-                return result.final, "\n\n".join(views)
-        feedback = "\n\n".join(views)
-        if textual_final is not None:
-            answer, problem = self._resolve_final(textual_final, sandbox)
-            return answer, f"{feedback}\n\n{problem}"
-        return None, feedback
-
-    def _execute(self, sandbox: Sandbox, code: str, node: int, depth: int, iteration: int, index: int) -> ExecResult:
-        self._check_cancelled()
-        self.budget.check_deadline()
-        timeout = self.budget.clamp_timeout(self.rlm.limits.exec_timeout_s)
-        started = time.monotonic()
-        result = sandbox.execute(code, timeout_s=timeout)
-        self._add_time("exec_s", time.monotonic() - started)
-        self.trajectory.emit(
-            "exec",
-            node=node,
-            depth=depth,
-            iteration=iteration,
-            block=index,
-            code=code,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            error=result.error,
-            final=result.final,
-            timed_out=result.timed_out,
-            restarted=result.restarted,
-            truncated=result.truncated,
-            duration_s=round(result.duration_s, 6),
-        )
-        # A code block that ran into the deadline ends the node: say so as a timeout.
-        if result.timed_out:
-            self.budget.check_deadline()
-        return result
-
-    @staticmethod
-    def _view(result: ExecResult, index: int, count: int) -> str:
-        note = None
-        if result.truncated:
-            note = (
-                f"the sandbox kept only part of the output ({result.stdout_bytes:,} bytes of stdout, "
-                f"{result.stderr_bytes:,} of stderr were produced)"
-            )
-        body = format_exec_output(result.stdout, result.stderr, result.error, note)
-        header = f"Output of code block {index + 1} of {count}:" if count > 1 else "Output:"
-        return f"{header}\n{body}"
-
-    def _resolve_final(self, final: FinalAnswer, sandbox: Sandbox) -> tuple[str | None, str]:
-        """(the answer, "") or, when FINAL_VAR names nothing, (None, what to tell the model)."""
-        if final.kind == "value":
-            return final.text, ""
-        result = sandbox.execute(f"FINAL_VAR({final.text!r})", timeout_s=30)
-        if result.final is not None:
-            return result.final, ""
-        return None, (
-            f"FINAL_VAR({final.text}) did not work: {result.error or 'no such variable'}. "
-            "Assign the variable in a ```repl block first, or answer with FINAL(...)."
-        )
 
     # ------------------------------------------------------------- sub-calls
 

@@ -225,6 +225,16 @@ class LLMBridge:
 # ------------------------------------------------------------------ the REPL
 
 
+def _answer_text(value) -> tuple[str, bool]:
+    """A FINAL value as (text, is_json): structured values cross as JSON, not repr."""
+    if isinstance(value, (dict, list, tuple, int, float)) and not isinstance(value, bool):
+        try:
+            return json.dumps(value, ensure_ascii=False, allow_nan=False), True
+        except (TypeError, ValueError, RecursionError):
+            pass  # not JSON (a set inside, a NaN, a custom object): its str() it is
+    return str(value), False
+
+
 class Repl:
     def __init__(self, channel: Channel, capture: OutputCapture, max_final_bytes: int) -> None:
         self.channel = channel
@@ -234,6 +244,7 @@ class Repl:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.running_user_code = False
         self.final: str | None = None
+        self.final_json = False
         self.globals: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         self.reserved = self._reserved_values(context=None)
         self.globals.update(self.reserved)
@@ -260,15 +271,23 @@ class Repl:
             return bridge.request(list(prompts), model, recursive=True)
 
         def FINAL(value):
-            """Give the final answer (converted to str)."""
-            self.final = str(value)
+            """Give the final answer: a dict, list or number as JSON, anything else as str."""
+            self.final, self.final_json = _answer_text(value)
 
         def FINAL_VAR(name):
-            """Give the value of the variable `name` as the final answer."""
-            key = str(name).strip().strip("'\"")
-            if key not in self.globals:
-                raise NameError(f"FINAL_VAR: there is no variable named {key!r}; assign it first")
-            self.final = str(self.globals[key])
+            """Give the value of the variable `name` (FINAL_VAR("name")) as the final answer.
+
+            FINAL_VAR(name), with the variable itself, works too: its value is the answer."""
+            if isinstance(name, str):
+                key = name.strip().strip("'\"")
+                if key in self.globals:
+                    self.final, self.final_json = _answer_text(self.globals[key])
+                    return
+                # The variable's value given directly: identity, not equality, so a
+                # misspelt name is still an error rather than a literal answer.
+                if not any(value is name for value in self.globals.values()):
+                    raise NameError(f"FINAL_VAR: there is no variable named {key!r}; assign it first")
+            self.final, self.final_json = _answer_text(name)
 
         def SHOW_VARS():
             """List the variables you have defined, with their types."""
@@ -357,7 +376,7 @@ class Repl:
     def handle_exec(self, message: dict) -> None:
         exec_id = message["id"]
         self.bridge.exec_id = exec_id
-        self.final = None
+        self.final, self.final_json = None, False
         self.capture.reset()
         error, error_type = self.run_cell(message["code"], exec_id)
         self.restore_reserved()
@@ -372,6 +391,7 @@ class Repl:
             error_type=error_type,
             final=final,
             final_truncated=final_truncated,
+            final_json=self.final_json,
         )
         self.channel.send(result)
 

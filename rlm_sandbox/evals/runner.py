@@ -21,11 +21,12 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..limits import Limits
 from ..lm import LMClient, LMResponse, lookup_price
@@ -59,6 +60,8 @@ class RunConfig(BaseModel):
     runtime: str = "runc"
     log_dir: str | None = None
     verbose: bool = False
+    _pool: Any = PrivateAttr(default=None)
+    """The run's warm SandboxPool in this process (see `warm_pool`); not part of the identity."""
 
     @property
     def model_name(self) -> str:
@@ -97,7 +100,10 @@ class RunConfig(BaseModel):
         sandbox_config = SandboxConfig(exec_timeout_s=self.limits.exec_timeout_s)
 
         def make_sandbox(**handlers: Any) -> Sandbox:
-            sandbox = sandbox_for(kind, sandbox_config, **handlers)
+            if self._pool is not None:
+                sandbox = self._pool.acquire(**handlers)
+            else:
+                sandbox = sandbox_for(kind, sandbox_config, **handlers)
             if on_sandbox is not None:
                 on_sandbox(sandbox)
             return sandbox
@@ -400,7 +406,8 @@ def run_eval(
 
             batch = run_on_ray(pending, config, writer, sink, concurrency, ray_address, interrupt_grace_s)
         else:
-            batch = _run_threads(pending, config, writer, sink, concurrency, interrupt_grace_s)
+            with warm_pool(config, min(concurrency, len(pending))) as pooled:
+                batch = _run_threads(pending, pooled, writer, sink, concurrency, interrupt_grace_s)
     finally:
         sink.stop()
         if writer is not None:
@@ -422,6 +429,25 @@ def run_eval(
         fingerprint=fingerprint,
         out=str(out) if out is not None else None,
     )
+
+
+@contextmanager
+def warm_pool(config: RunConfig, size: int) -> Iterator[RunConfig]:
+    """`config` with a warm pool of `size` Docker sandboxes for the run, closed at its end.
+
+    Every task's nodes (children included) take a started sandbox from it, so no
+    container start sits on a task's critical path. Local sandboxes need none.
+    """
+    if config.sandbox != "docker" or size < 1:
+        yield config
+        return
+    from ..sandbox.pool import SandboxPool
+
+    sandbox_config = SandboxConfig(exec_timeout_s=config.limits.exec_timeout_s, runtime=config.runtime)
+    with SandboxPool(sandbox_config, size=size) as pool:
+        pooled = config.model_copy()
+        pooled._pool = pool
+        yield pooled
 
 
 def _same_task(record: dict[str, Any], task: Task) -> bool:

@@ -66,6 +66,8 @@ class ExecResult(BaseModel):
     truncated: bool = False
     duration_s: float = 0.0
     final: str | None = None
+    final_json: bool = False
+    """`final` is JSON text (FINAL of a dict, list or number), not str() of the value."""
     restarted: bool = False
     stdout_bytes: int = 0
     stderr_bytes: int = 0
@@ -351,6 +353,7 @@ class Sandbox(ABC):
             truncated=done.truncated or done.final_truncated,
             duration_s=time.monotonic() - started,
             final=done.final,
+            final_json=done.final_json,
             stdout_bytes=done.stdout_bytes,
             stderr_bytes=done.stderr_bytes,
         )

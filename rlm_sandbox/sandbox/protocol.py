@@ -75,6 +75,8 @@ class ExecDone(_Frame):
     error_type: str | None = Field(default=None, max_length=256)
     final: str | None = None
     final_truncated: bool = False
+    final_json: bool = False
+    """`final` is JSON text: FINAL() was given a dict, list or number."""
 
 
 SandboxMessage = Annotated[
