@@ -9,6 +9,8 @@ from .errors import (
     RLMSandboxError,
     SandboxDiedError,
     SandboxError,
+    SandboxLimitError,
+    ToolError,
 )
 from .limits import Limits, Usage
 from .rlm import RLM, RLMResult
@@ -16,6 +18,7 @@ from .sandbox.base import ExecResult, Sandbox
 from .sandbox.config import SandboxConfig
 from .sandbox.docker import DockerSandbox
 from .sandbox.local import LocalSandbox
+from .tools import Tool
 
 __all__ = [
     "RLM",
@@ -35,4 +38,7 @@ __all__ = [
     "MissingAPIKeyError",
     "BudgetExceededError",
     "CompletionTimeoutError",
+    "SandboxLimitError",
+    "Tool",
+    "ToolError",
 ]

@@ -22,6 +22,8 @@ from .errors import BudgetExceededError, CompletionTimeoutError, LMError, Sandbo
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
 from .parsing import FinalAnswer, find_code_blocks, find_final
+from .routing import CHILD_QUERY, Router
+from .tools import ToolDefinitionError, ToolsArg, normalize_tools, render_tools
 from .prompts import (
     describe_context,
     final_request,
@@ -37,11 +39,6 @@ from .trajectory import Listener, LiveView, Trajectory
 
 StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]
 
-# What a child node is asked: its whole task is the prompt, loaded as its context.
-CHILD_QUERY = (
-    "The variable `context` holds a task written by another model, possibly with data to work on. "
-    "Carry out that task and give its result as your final answer."
-)
 
 
 class Timings(BaseModel):
@@ -91,6 +88,8 @@ class RLM:
         client: LMClient | None = None,
         sub_client: LMClient | None = None,
         listeners: list[Listener] | None = None,
+        tools: ToolsArg = None,
+        sub_tools: ToolsArg = None,
     ) -> None:
         self.model = model
         self.sub_model = sub_model or model
@@ -101,6 +100,12 @@ class RLM:
         self.sub_client = sub_client or self.client
         self._sandbox_factory = _sandbox_factory(sandbox, self.limits)
         self._listeners = list(listeners or [])
+        # Host tools: the root's, and the (narrower) set every child RLM gets.
+        self.tools = normalize_tools(tools)
+        self.sub_tools = normalize_tools(sub_tools)
+        for name, tool in self.sub_tools.items():
+            if name not in self.tools or self.tools[name].fn is not tool.fn:
+                raise ToolDefinitionError(f"sub_tools may only narrow tools: {name!r} is not one of tools")
 
     def completion(self, context: str | list | dict, query: str) -> RLMResult:
         """Answer `query` about `context`, however large. Never raises for model or sandbox failures."""
@@ -190,6 +195,7 @@ class _Tree:
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         self._live_sandboxes: set[Sandbox] = set()
+        self.router = Router(self)
 
     def cancel(self) -> None:
         """Stop the whole tree now: every node's sandbox is killed, and no node starts
@@ -220,10 +226,8 @@ class _Tree:
         try:
             self.budget.check_deadline()
             started = time.monotonic()
-            handlers = {"llm_handler": self._plain_handler(node, depth)}
-            if depth + 1 < limits.max_depth:
-                handlers["rlm_handler"] = self._recursive_handler(node, depth)
-            with self._node_sandbox(handlers) as sandbox:
+            handlers = self.router.handlers(node, depth)
+            with self._node_sandbox(handlers, node, depth) as sandbox:
                 sandbox.load_context(context)
                 with self._lock:
                     self.sandboxes_started += 1
@@ -233,7 +237,11 @@ class _Tree:
                     {
                         "role": "system",
                         "content": system_prompt(
-                            info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations
+                            info,
+                            depth=depth,
+                            max_depth=limits.max_depth,
+                            max_iterations=limits.max_iterations,
+                            tools=render_tools(self.router.tools_for(depth)),
                         ),
                     },
                     {"role": "user", "content": task_prompt(query)},
@@ -275,23 +283,41 @@ class _Tree:
         return self._finish(node, outcome)
 
     @contextmanager
-    def _node_sandbox(self, handlers: dict[str, Any]) -> Iterator[Sandbox]:
-        """The node's sandbox. A node that finished leaves its teardown to a background
-        thread (the answer need not wait for Docker); one that failed or was
-        interrupted tears it down before the error goes on."""
-        sandbox = self.rlm._sandbox_factory(**handlers)
+    def _node_sandbox(self, handlers: dict[str, Any], node: int, depth: int) -> Iterator[Sandbox]:
+        """The node's sandbox, within Limits.max_sandboxes. A node that finished leaves
+        its teardown to a background thread (the answer need not wait for Docker); one
+        that failed or was interrupted tears it down before the error goes on. The
+        slot is freed once the sandbox is gone, not before."""
+        slots = self.router.slots
+        slots.acquire()
+        try:
+            sandbox = self.rlm._sandbox_factory(**handlers)
+            self.router.attach(sandbox, node, depth)
+        except BaseException:
+            slots.release()
+            raise
         with self._lock:
             self._live_sandboxes.add(sandbox)
         try:
             self._check_cancelled()
             yield sandbox.start()
         except BaseException:
-            sandbox.close()
+            try:
+                sandbox.close()
+            finally:
+                slots.release()
             raise
         finally:
             with self._lock:
                 self._live_sandboxes.discard(sandbox)
-        sandbox.close_in_background()
+
+        def close_then_free() -> None:
+            try:
+                sandbox.close()
+            finally:
+                slots.release()
+
+        threading.Thread(target=close_then_free, name="rlm-sandbox-close", daemon=True).start()
 
     def _finish(self, node: int, outcome: _Outcome) -> _Outcome:
         self.trajectory.emit("node_end", node=node, **outcome.model_dump())
@@ -301,13 +327,14 @@ class _Tree:
         self._check_cancelled()
         started = time.monotonic()
         try:
-            response = complete_within_budget(
-                self.rlm.client,
-                self.budget,
-                messages,
-                model=self.rlm.model,
-                timeout_s=self.rlm.limits.llm_timeout_s,
-            )
+            with self.router.gate.slot():  # a model turn is leaf work: it counts against max_concurrency
+                response = complete_within_budget(
+                    self.rlm.client,
+                    self.budget,
+                    messages,
+                    model=self.rlm.model,
+                    timeout_s=self.rlm.limits.llm_timeout_s,
+                )
         finally:
             self._add_time("model_s", time.monotonic() - started)
         messages.append({"role": "assistant", "content": response.text})
@@ -404,106 +431,3 @@ class _Tree:
             f"FINAL_VAR({final.text}) did not work: {result.error or 'no such variable'}. "
             "Assign the variable in a ```repl block first, or answer with FINAL(...)."
         )
-
-    # ------------------------------------------------------------- sub-calls
-
-    def _plain_handler(self, node: int, depth: int):
-        def handle(prompts: list[str], model: str | None) -> list[str]:
-            name = model or self.rlm.sub_model
-            return self._fan_out(prompts, lambda prompt: self._plain_call(prompt, name, node, depth))
-
-        return handle
-
-    def _recursive_handler(self, node: int, depth: int):
-        def handle(prompts: list[str], model: str | None) -> list[str]:
-            return self._fan_out(prompts, lambda prompt: self._child_call(prompt, node, depth))
-
-        return handle
-
-    def _plain_call(self, prompt: str, model: str, node: int, depth: int) -> str:
-        started = time.monotonic()
-        error = None
-        try:
-            response = complete_within_budget(
-                self.rlm.sub_client,
-                self.budget,
-                [{"role": "user", "content": prompt}],
-                model=model,
-                timeout_s=self.rlm.limits.llm_timeout_s,
-            )
-            return response.text
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.trajectory.emit(
-                "sub_call",
-                kind="llm",
-                node=node,
-                depth=depth,
-                model=model,
-                prompt_chars=len(prompt),
-                duration_s=round(time.monotonic() - started, 6),
-                error=error,
-            )
-
-    def _child_call(self, prompt: str, node: int, depth: int) -> str:
-        started = time.monotonic()
-        outcome = self.run_node(prompt, CHILD_QUERY, depth=depth + 1, parent=node)
-        self.trajectory.emit(
-            "sub_call",
-            kind="rlm",
-            node=node,
-            depth=depth,
-            stop_reason=outcome.stop_reason,
-            prompt_chars=len(prompt),
-            duration_s=round(time.monotonic() - started, 6),
-            error=outcome.error,
-        )
-        if outcome.stop_reason == "timeout":
-            raise CompletionTimeoutError(outcome.error or "the completion's deadline passed in a sub-RLM")
-        if outcome.stop_reason == "budget":
-            raise BudgetExceededError(outcome.error or "the budget ran out in a sub-RLM")
-        if outcome.answer is None:
-            raise LMError(f"the sub-RLM gave no answer ({outcome.stop_reason}: {outcome.error or 'no detail'})")
-        return outcome.answer
-
-    def _fan_out(self, prompts: list[str], call: Callable[[str], str]) -> list[str]:
-        """Run `call` on every prompt, up to max_concurrency at once.
-
-        One prompt: its exception reaches the sandbox code as is. Several: a failed
-        prompt's slot carries an error string instead, unless every prompt was refused
-        by the budget or the deadline, which is raised so the code can stop.
-        """
-        if len(prompts) == 1:
-            return [call(prompts[0])]
-        workers = min(self.rlm.limits.max_concurrency, len(prompts))
-        errors: list[BaseException | None] = [None] * len(prompts)
-        answers: list[str] = [""] * len(prompts)
-        indexes = iter(range(len(prompts)))
-        take = threading.Lock()
-
-        def work() -> None:
-            while True:
-                with take:
-                    index = next(indexes, None)
-                if index is None:
-                    return
-                try:
-                    self._check_cancelled()
-                    answers[index] = call(prompts[index])
-                except Exception as exc:
-                    errors[index] = exc
-                    answers[index] = f"[error: {type(exc).__name__}: {exc}]"
-
-        # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the main thread leaves the
-        # join at once, and the process can exit without waiting for model calls in
-        # flight (an executor's workers are joined at exit, up to llm_timeout_s later).
-        threads = [threading.Thread(target=work, name="rlm-batch", daemon=True) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if all(isinstance(error, BudgetExceededError) for error in errors):
-            raise errors[0]  # type: ignore[misc]
-        return answers
