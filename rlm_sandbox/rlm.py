@@ -104,7 +104,7 @@ class RLM:
         self.tools = normalize_tools(tools)
         self.sub_tools = normalize_tools(sub_tools)
         for name, tool in self.sub_tools.items():
-            if name not in self.tools or self.tools[name].fn is not tool.fn:
+            if name not in self.tools or self.tools[name].fn != tool.fn:
                 raise ToolDefinitionError(f"sub_tools may only narrow tools: {name!r} is not one of tools")
 
     def completion(self, context: str | list | dict, query: str) -> RLMResult:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from .errors import BudgetExceededError, ToolDefinitionError, ToolError
 
@@ -56,37 +56,43 @@ DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 _ACCEPTED_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-class Tool(BaseModel):
+class Tool:
     """One host tool. Pass plain functions to `RLM(tools=...)`, or a `Tool` to set its
     name, timeout or result cap::
 
         def lookup(customer_id: int) -> dict: ...
-        RLM(tools=[lookup, Tool(fn=slow_search, timeout_s=120)])
+        RLM(tools=[lookup, Tool(slow_search, timeout_s=120)])
+
+    (A plain class rather than a pydantic model: it holds a callable, and a bad name
+    must raise ToolDefinitionError, not a wrapped validation error.)
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
-    fn: Callable[..., Any]
-    name: str = Field(default="", description="Name in the sandbox; the function's own name by default.")
-    timeout_s: float = Field(default=DEFAULT_TOOL_TIMEOUT_S, gt=0, description="One call, host time.")
-    max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, gt=0, description="Cap on the JSON result.")
-    _signature: inspect.Signature = PrivateAttr()
-    _adapters: dict[str, TypeAdapter[Any]] = PrivateAttr()
-
-    def model_post_init(self, __context: Any) -> None:
-        if not callable(self.fn):
-            raise ToolDefinitionError(f"a tool must be callable, not {type(self.fn).__name__}")
-        name = self.name or getattr(self.fn, "__name__", "")
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str = "",
+        timeout_s: float = DEFAULT_TOOL_TIMEOUT_S,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
+        if not callable(fn):
+            raise ToolDefinitionError(f"a tool must be callable, not {type(fn).__name__}")
+        if not timeout_s > 0 or max_result_bytes <= 0:
+            raise ToolDefinitionError("a tool's timeout_s and max_result_bytes must be positive")
+        self.fn = fn
+        self.timeout_s = float(timeout_s)
+        self.max_result_bytes = int(max_result_bytes)
+        name = name or getattr(fn, "__name__", "")
         if not _NAME.match(name) or keyword.iskeyword(name):
             raise ToolDefinitionError(
                 f"tool name {name!r} is not usable: letters, digits and _, starting with a letter, up to 64"
             )
         if name in RESERVED_NAMES or hasattr(builtins, name):
             raise ToolDefinitionError(f"tool name {name!r} would shadow a built-in of the sandbox; rename it")
-        object.__setattr__(self, "name", name)
+        self.name = name
         try:
-            signature = inspect.signature(self.fn)
-            hints = typing.get_type_hints(self.fn)
+            signature = inspect.signature(fn)
+            hints = typing.get_type_hints(fn)
         except (TypeError, ValueError, NameError) as exc:
             raise ToolDefinitionError(f"tool {name!r}: cannot read its signature and type hints: {exc}") from None
         adapters: dict[str, TypeAdapter[Any]] = {}
@@ -100,8 +106,19 @@ class Tool(BaseModel):
                 adapters[parameter.name] = TypeAdapter(hints.get(parameter.name, Any))
             except Exception as exc:  # noqa: BLE001 - pydantic cannot validate this hint
                 raise ToolDefinitionError(f"tool {name!r}: parameter {parameter.name!r}: {exc}") from None
-        self._signature = signature
+        # Shown with the hints resolved: `x: int`, not the string `x: 'int'` of postponed annotations.
+        empty = inspect.Signature.empty
+        self._signature = signature.replace(
+            parameters=[p.replace(annotation=hints.get(p.name, empty)) for p in signature.parameters.values()],
+            return_annotation=hints.get("return", empty),
+        )
         self._adapters = adapters
+
+    def renamed(self, name: str) -> Tool:
+        return Tool(self.fn, name=name, timeout_s=self.timeout_s, max_result_bytes=self.max_result_bytes)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name}{self.signature}, timeout_s={self.timeout_s:g})"
 
     @property
     def signature(self) -> str:
@@ -154,11 +171,11 @@ def normalize_tools(tools: ToolsArg) -> dict[str, Tool]:
     if isinstance(tools, Mapping):
         for name, fn in tools.items():
             if isinstance(fn, Tool):
-                items.append(fn if fn.name == name else fn.model_copy(update={"name": name}))
+                items.append(fn if fn.name == name else fn.renamed(name))
             else:
-                items.append(Tool(fn=fn, name=name))
+                items.append(Tool(fn, name=name))
     else:
-        items = [fn if isinstance(fn, Tool) else Tool(fn=fn) for fn in tools]
+        items = [fn if isinstance(fn, Tool) else Tool(fn) for fn in tools]
     by_name: dict[str, Tool] = {}
     for tool in items:
         if tool.name in by_name:
