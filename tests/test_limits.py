@@ -31,6 +31,8 @@ def test_limits_defaults_match_the_design() -> None:
         "exec_timeout_s": 60,
         "llm_timeout_s": 300,
         "max_concurrency": 8,
+        "max_sandboxes": None,
+        "max_tool_calls": None,
     }
 
 
