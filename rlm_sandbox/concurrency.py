@@ -29,11 +29,18 @@ _POLL_S = 0.1
 def default_max_sandboxes() -> int:
     """Live sandboxes a completion may hold by default: sized to the host.
 
-    Each sandbox is a container with a 512 MiB memory limit and one CPU by default;
-    on a host the size of a laptop more than a few per core only queue for the CPU.
-    4 per CPU, at least 4 and at most 64.
+    Each sandbox is a container with a 512 MiB memory limit and one CPU by default.
+    More than a few per core only queue for the CPU, and their memory limits should
+    fit in half the host's RAM: the smaller of 4 per CPU and RAM / 2 / 512 MiB, at
+    least 4 and at most 64.
     """
-    return max(4, min(64, 4 * (os.cpu_count() or 1)))
+    by_cpu = 4 * (os.cpu_count() or 1)
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        by_memory = memory // 2 // (512 * 1024 * 1024)
+    except (ValueError, OSError, AttributeError):  # not every platform reports it
+        by_memory = by_cpu
+    return max(4, min(64, by_cpu, by_memory))
 
 
 class HostCallGate:

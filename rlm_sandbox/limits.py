@@ -47,9 +47,10 @@ class Limits(BaseModel):
     """Host calls in flight at once across the whole tree: sub-model calls (each prompt of
     a batch), child RLMs' model turns and tool calls, from any number of sandbox threads."""
     max_sandboxes: int | None = Field(default=None, gt=0)
-    """Live sandboxes at once across the tree; None: 4 per host CPU, between 4 and 64
-    (see concurrency.default_max_sandboxes). Past it child RLMs wait for one, or fail at
-    once with an error in the asking code when none could ever be freed."""
+    """Live sandboxes at once across the tree. None: sized to the host, 4 per CPU within
+    half its RAM, between 4 and 64 (concurrency.default_max_sandboxes). Past it child
+    RLMs wait for one, or fail at once with an error in the asking code when none
+    could ever be freed."""
     max_tool_calls: int | None = Field(default=None, gt=0)
     """Host tool calls across the whole tree."""
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .concurrency import HostCallGate, SandboxSlots, default_max_sandboxes
-from .errors import BudgetExceededError, CompletionTimeoutError, LMError, ToolError
+from .errors import BudgetExceededError, CompletionTimeoutError, LMError
 from .images import check_image, user_message
 from .lm import complete_within_budget
 from .tools import Tool, ToolCalls
@@ -105,7 +105,7 @@ class Router:
         def handle(name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
             tool = tools.get(name)
             if tool is None:
-                raise ToolError(f"there is no tool named {name!r} here; available: {sorted(tools) or 'none'}")
+                self.tool_calls.unknown(name, sorted(tools), node=node, depth=depth)
             with self.gate.slot():
                 return self.tool_calls.call(tool, args, kwargs, node=node, depth=depth)
 

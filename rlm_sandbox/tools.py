@@ -224,8 +224,10 @@ class ToolCalls:
         error: str | None = None
         result_bytes = 0
         try:
-            values = tool.validate(args, kwargs)
+            # Counted before validation: a sandbox spraying malformed calls spends the
+            # same budget as one making real ones.
             self._claim()
+            values = tool.validate(args, kwargs)
             timeout = tool.timeout_s
             remaining = self._remaining_s()
             if remaining is not None:
@@ -247,6 +249,19 @@ class ToolCalls:
                 error=error,
                 **where,
             )
+
+
+    def unknown(self, name: str, available: list[str], **where: Any) -> None:
+        """A call to a tool this node was not granted: counted, logged, refused."""
+        error = f"there is no tool named {name!r} here; available: {available or 'none'}"
+        try:
+            self._claim()
+        except BudgetExceededError as exc:
+            error = str(exc)
+            raise
+        finally:
+            self._on_call(name=name, args="", kwargs="", duration_s=0.0, result_bytes=0, error=error, **where)
+        raise ToolError(error)
 
 
 def _run_with_timeout(tool: Tool, values: dict[str, Any], timeout: float) -> Any:

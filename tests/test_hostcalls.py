@@ -172,6 +172,14 @@ time.sleep(1.0)
 print('flooded')
 """
 
+# 10,000 real threaded calls, 100 threads at a time (a container allows 128 pids).
+THREADED_FLOOD = """
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(100) as pool:
+    answers = list(pool.map(llm_query, ['t'] * 10_000))
+print(sum(a == 'ok' for a in answers))
+"""
+
 
 @pytest.mark.parametrize("sandbox_kind", ["local", "runc"], indirect=True)
 def test_request_flood_keeps_host_threads_bounded(sandbox_kind):
@@ -180,8 +188,9 @@ def test_request_flood_keeps_host_threads_bounded(sandbox_kind):
     stop = threading.Event()
 
     def handler(prompts, model):
-        calls.append(1)
-        time.sleep(0.005)
+        calls.append(prompts[0])
+        if prompts[0] == "flood":
+            time.sleep(0.005)
         return ["ok"] * len(prompts)
 
     def sample():
@@ -200,12 +209,15 @@ def test_request_flood_keeps_host_threads_bounded(sandbox_kind):
             assert result.stdout.strip() == "flooded"
             # The sandbox still works, and its own calls are answered.
             assert sandbox.execute("print(llm_query('hi'))").stdout.strip() == "ok"
+            threaded = sandbox.execute(THREADED_FLOOD, timeout_s=300)
+            assert threaded.stdout.strip() == "10000", threaded
     finally:
         stop.set()
         sampler.join()
     # 4 workers, the sampler, and the transport's own threads (docker's removal): never 10,000.
     assert peak_threads[0] <= baseline + 4 + 4
-    assert len(calls) < 10_000  # past the queue's cap, requests were refused, not run
+    assert calls.count("flood") < 10_000  # past the queue's cap, requests were refused, not run
+    assert calls.count("t") == 10_000
 
 
 def test_exec_timeout_excludes_host_call_time_but_still_bites():

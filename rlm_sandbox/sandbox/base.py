@@ -399,9 +399,13 @@ class Sandbox(ABC):
             workers=self.host_call_workers,
         )
         try:
-            return self._exec_loop(exec_id, timeout, calls)
-        finally:
-            calls.close()
+            done = self._exec_loop(exec_id, timeout, calls)
+        except BaseException:
+            # The sandbox is being replaced (or the run cancelled): tell it nothing more.
+            calls.close(notify=False)
+            raise
+        calls.close(notify=True)
+        return done
 
     def _exec_loop(self, exec_id: int, timeout: float, calls: HostCalls) -> tuple[ExecDone, bool]:
         base_deadline = time.monotonic() + timeout

@@ -61,6 +61,9 @@ class HostCalls:
         self._max_queued = max_queued
         self._max_queued_bytes = max_queued_bytes
         self._lock = threading.Lock()
+        # Workers wait here for work until the exec ends: a thread start per call would
+        # cost more than the call's whole round trip.
+        self._wakeup = threading.Condition(self._lock)
         self._queue: collections.deque[tuple[HostRequest, int]] = collections.deque()
         self._queued_bytes = 0
         self._running = 0
@@ -91,6 +94,8 @@ class HostCalls:
                 start = self._threads < self._workers and self._threads - self._running < len(self._queue)
                 if start:
                     self._threads += 1
+                else:
+                    self._wakeup.notify()
         if refusal is not None:
             self.refused += 1
             self._send(error_frame(request, refusal, "HostCallRefused"))
@@ -113,14 +118,19 @@ class HostCalls:
             current = 0.0 if self._busy_since is None else time.monotonic() - self._busy_since
             return self._paused + current
 
-    def close(self) -> None:
-        """The exec is over: refuse what is still queued; running calls finish on their own."""
+    def close(self, *, notify: bool = True) -> None:
+        """The exec is over: drop what is still queued (refusing each to the sandbox if
+        `notify`; not for one being replaced, which may not be reading); running calls
+        finish on their own."""
         with self._lock:
             self._closed = True
             dropped = list(self._queue)
             self._queue.clear()
             self._queued_bytes = 0
             self._mark_idle_locked()
+            self._wakeup.notify_all()
+        if not notify:
+            return
         for request, _ in dropped:
             try:
                 self._send(error_frame(request, "the exec ended before this call ran", "HostCallRefused"))
@@ -132,7 +142,9 @@ class HostCalls:
     def _work(self) -> None:
         while True:
             with self._lock:
-                if not self._queue:
+                while not self._queue and not self._closed:
+                    self._wakeup.wait()
+                if self._closed:
                     self._threads -= 1
                     return
                 request, size = self._queue.popleft()
