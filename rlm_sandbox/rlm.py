@@ -22,7 +22,7 @@ from .errors import BudgetExceededError, CompletionTimeoutError, LMError, Sandbo
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
 from .parsing import FinalAnswer, find_code_blocks, find_final
-from .routing import CHILD_QUERY, Router
+from .routing import CHILD_QUERY, Router  # noqa: F401 - CHILD_QUERY: re-exported for callers of rlm
 from .tools import ToolDefinitionError, ToolsArg, normalize_tools, render_tools
 from .prompts import (
     describe_context,

@@ -16,7 +16,7 @@ from rlm_sandbox.sandbox.protocol import MAX_PROMPTS_PER_REQUEST, MAX_SANDBOX_FR
 
 from .conftest import make_sandbox
 from .fakes.fake_openai import FakeOpenAIServer, Reply
-from .test_rlm import containers_created_since, is_root, last_user_message, recursive_program, repl, turn_of
+from .test_rlm import is_root, last_user_message, recursive_program, repl, turn_of
 
 fake_openai = pytest.fixture(lambda: (yield from _server()))
 

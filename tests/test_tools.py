@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import threading
-import time
 
 import pytest
 
@@ -305,4 +304,3 @@ def test_forged_images_are_refused_on_the_host(fake_openai):
     assert result.stop_reason == "final", result.error
     # The forged calls got error answers (a dict with 'error'), and no sub-model call was made.
     assert not [r for r in fake_openai.requests if not is_root(r.body)]
-    _ = time  # keep the import for symmetry with the other tests
