@@ -69,12 +69,12 @@ class Router:
         return handlers
 
     def attach(self, sandbox: Sandbox, node: int, depth: int) -> None:
-        """Give a node's sandbox (before it starts) its tools and its host-call workers."""
+        """Give a node's sandbox its tools and its host-call workers (before or after
+        it started: a pooled one is running already)."""
         sandbox.host_call_workers = self.tree.rlm.limits.max_concurrency
         tools = self.tools_for(depth)
         if tools:
-            sandbox.tools = [tool.spec() for tool in tools.values()]
-            sandbox.tool_handler = self._tool_handler(tools, node, depth)
+            sandbox.set_tools([tool.spec() for tool in tools.values()], self._tool_handler(tools, node, depth))
 
     # ------------------------------------------------------------- handlers
 

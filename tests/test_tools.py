@@ -304,3 +304,22 @@ def test_forged_images_are_refused_on_the_host(fake_openai):
     assert result.stop_reason == "final", result.error
     # The forged calls got error answers (a dict with 'error'), and no sub-model call was made.
     assert not [r for r in fake_openai.requests if not is_root(r.body)]
+
+
+def test_tools_given_to_a_running_sandbox_and_kept_across_a_restart():
+    from rlm_sandbox.tools import ToolCalls
+
+    from .conftest import make_sandbox
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    tool = Tool(double)
+    calls = ToolCalls(max_calls=None, deadline_s=lambda: None, on_call=lambda **event: None)
+    with make_sandbox("local") as sandbox:
+        sandbox.set_tools([tool.spec()], lambda name, args, kwargs: calls.call(tool, args, kwargs))
+        assert sandbox.execute("print(double(21))").stdout.strip() == "42"
+        assert "double(x: int) -> int" in sandbox.execute("print(double.__doc__)").stdout
+        sandbox.restart()
+        assert sandbox.execute("print(double(5))").stdout.strip() == "10"
+        assert sandbox.execute("SHOW_VARS()").stdout.strip() == "no variables defined yet"

@@ -251,7 +251,8 @@ class Sandbox(ABC):
             if self._closed:  # killed from another thread while this one was starting it
                 raise SandboxClosedError("this sandbox was closed while it was starting")
             if self.tools:
-                self._transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
+                with self._send_lock:
+                    self._transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
         except _ChannelClosed:
             cause = self._explain_death()
             self._transport = None
@@ -273,6 +274,18 @@ class Sandbox(ABC):
                 self._stream_context()
         assert self._transport is not None
         return self._transport
+
+    def set_tools(self, tools: list[dict[str, str]], handler: ToolHandler | None) -> None:
+        """Offer host tools ({name, signature, doc} each) to the code, answered by `handler`.
+
+        Before start() they are sent at start; on a running sandbox (one from a pool)
+        they are sent now. Either way every restart sends them again."""
+        self.tools = list(tools)
+        self.tool_handler = handler
+        transport = self._transport
+        if transport is not None and self.tools:
+            with self._send_lock:
+                transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
 
     # ------------------------------------------------------------- frames
 
