@@ -18,12 +18,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxClosedError, SandboxError
+from .errors import (
+    BudgetExceededError,
+    CompletionTimeoutError,
+    LMError,
+    SandboxClosedError,
+    SandboxError,
+    ToolDefinitionError,
+)
 from .limits import Budget, Limits, Usage
 from .lm import LMClient, OpenAIClient, complete_within_budget
 from .parsing import FinalAnswer, find_code_blocks, find_final
-from .routing import CHILD_QUERY, Router  # noqa: F401 - CHILD_QUERY: re-exported for callers of rlm
-from .tools import ToolDefinitionError, ToolsArg, normalize_tools, render_tools
 from .prompts import (
     describe_context,
     final_request,
@@ -33,12 +38,13 @@ from .prompts import (
     task_prompt,
     turn_prompt,
 )
+from .routing import CHILD_QUERY, Router  # noqa: F401 - CHILD_QUERY: re-exported for callers of rlm
 from .sandbox.base import ExecResult, Sandbox
 from .sandbox.config import SandboxConfig
+from .tools import ToolsArg, normalize_tools, render_tools
 from .trajectory import Listener, LiveView, Trajectory
 
 StopReason = Literal["final", "max_iterations", "budget", "timeout", "error"]
-
 
 
 class Timings(BaseModel):
