@@ -267,3 +267,26 @@ def test_server_caps_match_the_host():
     assert repl_server.MAX_FRAME_BYTES == protocol.MAX_SANDBOX_FRAME_BYTES
     assert repl_server.MAX_PROMPTS_PER_REQUEST == protocol.MAX_PROMPTS_PER_REQUEST
     assert repl_server.MAX_IMAGES_PER_PROMPT == protocol.MAX_IMAGES_PER_PROMPT
+
+
+def test_answers_finish_out_of_order_and_still_reach_their_callers():
+    finished: list[str] = []
+
+    def handler(prompts, model):
+        index = int(prompts[0])
+        time.sleep((9 - index) * 0.05)  # the first asked finishes last
+        finished.append(prompts[0])
+        return [f"answer {index}"]
+
+    code = (
+        "import threading, time\ngot = {}\n"
+        "def ask(i):\n    got[i] = llm_query(str(i))\n"
+        "ts = []\nfor i in range(10):\n"
+        "    t = threading.Thread(target=ask, args=(i,)); t.start(); ts.append(t); time.sleep(0.01)\n"
+        "[t.join() for t in ts]\nprint(all(got[i] == f'answer {i}' for i in range(10)))"
+    )
+    with make_sandbox("local", llm_handler=handler) as sandbox:
+        sandbox.host_call_workers = 10
+        result = sandbox.execute(code, timeout_s=30)
+    assert result.stdout.strip() == "True", result
+    assert finished[0] == "9" and finished[-1] == "0"

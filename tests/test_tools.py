@@ -323,3 +323,19 @@ def test_tools_given_to_a_running_sandbox_and_kept_across_a_restart():
         sandbox.restart()
         assert sandbox.execute("print(double(5))").stdout.strip() == "10"
         assert sandbox.execute("SHOW_VARS()").stdout.strip() == "no variables defined yet"
+
+
+def test_image_checks_on_the_host():
+    from rlm_sandbox.images import MAX_IMAGE_BYTES, ImageError, check_image
+
+    assert check_image("data:image/png;base64," + base64.b64encode(PNG).decode()) == len(PNG)
+    too_big = PNG + b"\0" * MAX_IMAGE_BYTES
+    for url in (
+        "data:image/png;base64," + base64.b64encode(too_big).decode(),
+        "data:image/jpeg;base64," + base64.b64encode(PNG).decode(),  # the bytes are a PNG
+        "data:image/png;base64,not base64!",
+        "data:image/svg+xml;base64,PHN2Zy8+",
+        "http://127.0.0.1/x.png",
+    ):
+        with pytest.raises(ImageError):
+            check_image(url)
