@@ -52,6 +52,11 @@ class Ready(_Frame):
     python: str = Field(default="", max_length=64)
 
 
+_ImagesOfOnePrompt = Annotated[
+    list[Annotated[str, Field(max_length=MAX_IMAGE_URL_CHARS)]], Field(max_length=MAX_IMAGES_PER_PROMPT)
+]
+
+
 class LLMRequest(_Frame):
     type: Literal["llm_request"]
     id: int = Field(ge=0)
@@ -60,9 +65,7 @@ class LLMRequest(_Frame):
     model: str | None = Field(default=None, max_length=256)
     recursive: bool = False
     # Per prompt, the images sent with it (data URLs); None when there are none.
-    images: list[list[Annotated[str, Field(max_length=MAX_IMAGE_URL_CHARS)]]] | None = Field(
-        default=None, max_length=MAX_PROMPTS_PER_REQUEST
-    )
+    images: list[_ImagesOfOnePrompt] | None = Field(default=None, max_length=MAX_PROMPTS_PER_REQUEST)
 
 
 class ToolRequest(_Frame):
