@@ -339,3 +339,28 @@ def test_image_checks_on_the_host():
     ):
         with pytest.raises(ImageError):
             check_image(url)
+
+
+def test_tool_calls_share_the_max_concurrency_bound(fake_openai):
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def slow(i: int) -> int:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        threading.Event().wait(0.2)
+        with lock:
+            state["now"] -= 1
+        return i
+
+    code = (
+        "import threading\nout = []\n"
+        "ts = [threading.Thread(target=lambda i=i: out.append(slow(i))) for i in range(12)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\nprint(sorted(out) == list(range(12)))"
+    )
+    fake_openai.set_responder(root_runs(code))
+    result = make_rlm(fake_openai, tools=[slow], max_concurrency=3).completion("ctx", "q")
+    assert result.stop_reason == "final", result.error
+    assert result.answer == "True"
+    assert state["peak"] == 3
