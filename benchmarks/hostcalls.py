@@ -64,7 +64,9 @@ def threaded_fan_out(kinds: list[str], n: int = 64, latency_s: float = 0.2, conc
                 warnings.simplefilter("ignore", IsolationWarning)
                 rlm = RLM(model="bench", sub_model="sub", sandbox=sandbox, client=client, limits=Limits(max_concurrency=concurrency))
                 result = rlm.completion("ctx", "q")
-            wall = float(result.answer or "nan")
+            if result.answer is None:
+                raise RuntimeError(f"the fan-out run on {kind} gave no answer: {result.stop_reason} {result.error}")
+            wall = float(result.answer)
             ideal = n * latency_s / concurrency
             results[f"{kind} c={concurrency}"] = {
                 "calls": n,
@@ -104,6 +106,8 @@ def tool_round_trip(kinds: list[str], repeat: int) -> dict[str, Any]:
             for label, call in (("llm_query", 'llm_query("ping")'), ("tool", 'echo("ping")')):
                 sandbox.execute(_LOOP.format(n=10, call=call))
                 out = sandbox.execute(_LOOP.format(n=repeat, call=call), timeout_s=300)
+                if out.error:
+                    raise RuntimeError(f"the {label} loop failed in the {kind} sandbox: {out.error}")
                 p50, p95 = (float(v) for v in out.stdout.split())
                 results[f"{kind} {label}"] = {"n": repeat, "p50_ms": round(p50 * 1000, 4), "p95_ms": round(p95 * 1000, 4)}
     return results
