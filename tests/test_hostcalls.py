@@ -290,3 +290,30 @@ def test_answers_finish_out_of_order_and_still_reach_their_callers():
         result = sandbox.execute(code, timeout_s=30)
     assert result.stdout.strip() == "True", result
     assert finished[0] == "9" and finished[-1] == "0"
+
+
+def test_attach_transport_send_and_receive_from_two_threads():
+    """Answers are sent from worker threads while the exec loop receives: neither may
+    change the other's timeout, and a dead peer is an OSError, never anything else."""
+    import socket
+    import struct
+
+    from rlm_sandbox.sandbox.transport import AttachSocketTransport
+
+    ours, theirs = socket.socketpair()
+    transport = AttachSocketTransport(ours)
+    assert transport.receive(0.05) is None  # nothing yet: a timeout, not an error
+    sent = threading.Thread(target=lambda: [transport.send(b"x" * 65536, timeout=5) for _ in range(32)])
+    sent.start()
+    received = 0
+    while received < 32 * 65536:
+        received += len(theirs.recv(1 << 20))
+    sent.join()
+    theirs.sendall(struct.pack(">BxxxI", 1, 5) + b"hello")
+    assert transport.receive(1.0) == b"hello"
+    theirs.close()
+    assert transport.receive(1.0) == b""
+    with pytest.raises(OSError):
+        for _ in range(100):
+            transport.send(b"y" * 65536, timeout=1)
+    transport.close()

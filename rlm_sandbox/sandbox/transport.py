@@ -20,7 +20,8 @@ import time
 
 DIAGNOSTICS_CAP = 64 * 1024
 _RECV_BYTES = 1 << 20
-ssl_want_errors = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# A non-blocking socket (plain or TLS) that is not ready yet: wait and try again.
+_NOT_READY = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, socket.timeout)
 
 
 class _Diagnostics:
@@ -75,7 +76,7 @@ class AttachSocketTransport(_TransportBase):
                 raise socket.timeout("the sandbox stopped reading its input")
             try:
                 view = view[self._sock.send(view) :]
-            except (BlockingIOError, ssl_want_errors):
+            except _NOT_READY:
                 continue
 
     def receive(self, timeout: float | None) -> bytes | None:
@@ -96,7 +97,7 @@ class AttachSocketTransport(_TransportBase):
                     return None
             try:
                 data = self._sock.recv(_RECV_BYTES)
-            except (socket.timeout, BlockingIOError, ssl_want_errors):
+            except _NOT_READY:
                 continue
             except OSError:
                 data = b""
