@@ -8,6 +8,11 @@ than by sharing code.
 Frames from the sandbox are untrusted input: `FrameDecoder` refuses a length over the
 cap before reading the body, and `decode_sandbox_message` validates every field with
 pydantic before the host looks at it.
+
+Host calls come in two frames, `llm_request` and `tool_request`, rather than one
+generalised frame: each has its own strict shape, so each is validated exactly, with
+no optional fields whose meaning depends on another. They share one id space, one
+dispatcher and one concurrency bound (docs/host-calls.md).
 """
 
 from __future__ import annotations
