@@ -69,8 +69,10 @@ def test_threaded_llm_queries_run_max_concurrency_at_once(fake_openai, sandbox, 
     fake_openai.set_responder(scripted(THREADED_40, sub_delay_s=0.3))
     result = make_rlm(fake_openai, sandbox=sandbox, max_concurrency=4).completion("ctx", "q")
     assert result.stop_reason == "final", result.error
-    assert result.answer == "40"  # every thread got the answer to its own prompt
-    assert fake_openai.peak_concurrency == 4
+    assert result.answer == "40", result  # every thread got the answer to its own prompt
+    subs = [r for r in fake_openai.requests if not is_root(r.body)]
+    assert len(subs) == 40
+    assert fake_openai.peak_concurrency == 4, [(round(r.received_at, 3), round(r.finished_at or 0, 3)) for r in subs]
 
 
 MIXED = """
