@@ -66,7 +66,7 @@ print(sum(answers[i] == f"echo:q{i}" for i in range(40)))
 def test_threaded_llm_queries_run_max_concurrency_at_once(fake_openai, sandbox, request):
     if sandbox:
         request.getfixturevalue("sandbox_image")
-    fake_openai.set_responder(scripted(THREADED_40, sub_delay_s=0.3))
+    fake_openai.set_responder(scripted(THREADED_40, sub_delay_s=0.5))
     result = make_rlm(fake_openai, sandbox=sandbox, max_concurrency=4).completion("ctx", "q")
     assert result.stop_reason == "final", result.error
     assert result.answer == "40", result  # every thread got the answer to its own prompt
