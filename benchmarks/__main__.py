@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
-from . import measures
+from . import hostcalls, measures
 from .runtime_share import runtime_share
 
 console = Console(stderr=True, highlight=False)
@@ -37,6 +37,10 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
         "runtime_share": lambda: runtime_share(runtimes[0] if runtimes else "runc", settings["niah_lines"], settings["niah_repeat"]),
         # rlms' DockerREPL runs a fresh interpreter per cell (~0.3 s), hence its own, smaller counts.
+        "threaded_fan_out": lambda: hostcalls.threaded_fan_out(
+            kinds, concurrencies=(8,) if settings is QUICK else (4, 8, 16)
+        ),
+        "tool_round_trip": lambda: hostcalls.tool_round_trip(kinds, settings["repeat"]),
         "rlms_comparison": lambda: measures.rlms_docker_repl(settings["rlms_repeat"], settings["rlms_start_repeat"]),
     }
 

@@ -10,6 +10,8 @@ from .errors import (
     RLMSandboxError,
     SandboxDiedError,
     SandboxError,
+    SandboxLimitError,
+    ToolError,
 )
 from .limits import Limits, Usage
 from .rlm import RLM, RLMResult
@@ -17,6 +19,7 @@ from .sandbox.base import ExecResult, Sandbox
 from .sandbox.config import SandboxConfig
 from .sandbox.docker import DockerSandbox
 from .sandbox.local import LocalSandbox
+from .tools import Tool
 
 __all__ = [
     "RLM",
@@ -37,4 +40,7 @@ __all__ = [
     "BudgetExceededError",
     "CompletionTimeoutError",
     "ContextWindowExceededError",
+    "SandboxLimitError",
+    "Tool",
+    "ToolError",
 ]

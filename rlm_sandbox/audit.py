@@ -1307,6 +1307,15 @@ def _check_protocol_violation(result: ExecResult, obs: dict | None, env: AuditEn
     return False, f"accepted: restarted={result.restarted} {result.error_type} {result.error}"
 
 
+def _check_refused_in_sandbox(result: ExecResult, obs: dict | None, env: AuditEnv) -> tuple[bool, str]:
+    calls = env.case_host.get("llm_calls", 0)
+    if calls:
+        return False, f"the request reached the model handler ({calls} calls)"
+    if result.error_type == "RequestTooLargeError" and not result.restarted:
+        return True, "refused inside the sandbox before it was sent; the sandbox kept its state"
+    return False, f"restarted={result.restarted} {result.error_type} {(result.error or '')[:200]}"
+
+
 _FLOOD_CODE = _forged(r"""
 ok = refused = other = 0
 for i in range(2000):
@@ -1540,9 +1549,14 @@ CASES: tuple[AttackCase, ...] = (
                        "'recursive': True, 'depth': 0, 'max_depth': 99}).encode())\ntime.sleep(60)\n"),
                "unknown fields refused before any model call (ProtocolError), replaced", _check_protocol_violation,
                fresh=True),
-    AttackCase("oversized-batch", "channel", "llm_query_batched(['x'] * 20000)\n",
-               "a 20,000-prompt request is refused before any model call, replaced", _check_protocol_violation,
+    AttackCase("oversized-batch", "channel",
+               _forged("frame(json.dumps({'type': 'llm_request', 'id': 1, 'exec_id': bridge.exec_id, "
+                       "'prompts': ['x'] * 20000}).encode())\ntime.sleep(60)\n"),
+               "a forged 20,000-prompt request is refused before any model call, replaced", _check_protocol_violation,
                fresh=True),
+    AttackCase("oversized-batch-in-sandbox", "channel", "llm_query_batched(['x'] * 20000)\n",
+               "llm_query_batched of 20,000 prompts raises RequestTooLargeError in the code; nothing sent, not replaced",
+               _check_refused_in_sandbox),
     AttackCase("llm-request-flood", "channel", _FLOOD_CODE,
                f"the host's budget holds: exactly {LLM_CALLS_PER_CASE} model calls, the rest refused",
                _check_flood_requests, timeout_s=60),

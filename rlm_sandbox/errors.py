@@ -79,3 +79,18 @@ class CompletionTimeoutError(BudgetExceededError):
 class RepeatedFailureError(RLMSandboxError):
     """The model made the same failing step several turns in a row; the node stopped
     rather than spend its remaining turns and budget on it."""
+
+
+class SandboxLimitError(SandboxError):
+    """A child RLM could not get a sandbox: `Limits.max_sandboxes` are alive and none can be freed."""
+
+
+class ToolError(RLMSandboxError):
+    """A host tool failed, timed out, or was called with arguments it does not accept.
+
+    Inside the sandbox, code sees a `ToolError` of its own carrying this message.
+    """
+
+
+class ToolDefinitionError(RLMSandboxError, ValueError):
+    """A tool given to `RLM(tools=...)` cannot be offered (bad name, no callable)."""

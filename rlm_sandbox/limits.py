@@ -45,7 +45,15 @@ class Limits(BaseModel):
     llm_timeout_s: float = Field(default=300, gt=0)
     """One model call, retries included."""
     max_concurrency: int = Field(default=8, gt=0)
-    """Model calls in flight at once for one batched request."""
+    """Host calls in flight at once across the whole tree: sub-model calls (each prompt of
+    a batch), child RLMs' model turns and tool calls, from any number of sandbox threads."""
+    max_sandboxes: int | None = Field(default=None, gt=0)
+    """Live sandboxes at once across the tree. None: sized to the host, 4 per CPU within
+    half its RAM, between 4 and 64 (concurrency.default_max_sandboxes). Past it child
+    RLMs wait for one, or fail at once with an error in the asking code when none
+    could ever be freed."""
+    max_tool_calls: int | None = Field(default=None, gt=0)
+    """Host tool calls across the whole tree."""
     max_output_tokens: int | None = Field(default=8192, gt=0)
     """Cap on the reply of every model call, root turns and sub-calls alike, sent to the
     server with the request. None leaves it to the server's default (often unlimited

@@ -44,6 +44,7 @@ from .prompts import (
 from .replies import ModelReply, read_reply
 from .sandbox.base import ExecResult, Sandbox
 from .startup import SandboxStart
+from .tools import render_tools
 from .tokens import estimate_messages_tokens
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from .limits import Budget
     from .lm import LMClient
     from .rlm import RLM
-    from .sandbox.base import LLMHandler
+    from .routing import Router
     from .startup import LiveSandboxes
     from .trajectory import Trajectory
 
@@ -142,8 +143,7 @@ class _NodeLoop:
         _lock: threading.Lock
         _live: LiveSandboxes
 
-        def _plain_handler(self, node: int, depth: int) -> LLMHandler: ...
-        def _recursive_handler(self, node: int, depth: int) -> LLMHandler: ...
+        router: Router
         def _check_cancelled(self) -> None: ...
         def _add_time(self, field: str, seconds: float) -> None: ...
 
@@ -157,14 +157,12 @@ class _NodeLoop:
         limits = self.rlm.limits
         self.trajectory.emit("node_start", node=node, parent=parent, depth=depth, query=query)
         progress = _Progress()
-        handlers = {"llm_handler": self._plain_handler(node, depth)}
-        if depth + 1 < limits.max_depth:
-            handlers["rlm_handler"] = self._recursive_handler(node, depth)
+        handlers = self.router.handlers(node, depth)
 
         def work() -> _Outcome:
             self.budget.check_deadline()
             # The sandbox starts and loads the context while the first model call runs.
-            with self._node_sandbox(handlers, context) as start:
+            with self._node_sandbox(handlers, context, node, depth) as start:
                 if not self.rlm._overlap_start:
                     self._ready_sandbox(start)
                 conversation = self.new_conversation(describe_context(context), query, depth)
@@ -180,7 +178,13 @@ class _NodeLoop:
         if depth == 0 and self.output is not None:
             task = f"{task}\n\n{output_instructions(self.output.schema_text())}"
         return Conversation(
-            system_prompt(info, depth=depth, max_depth=limits.max_depth, max_iterations=limits.max_iterations),
+            system_prompt(
+                info,
+                depth=depth,
+                max_depth=limits.max_depth,
+                max_iterations=limits.max_iterations,
+                tools=render_tools(self.router.tools_for(depth)),
+            ),
             task,
             window=self.context_window(self.rlm.model, self.rlm.client),
             max_output_tokens=limits.max_output_tokens,
@@ -276,17 +280,38 @@ class _NodeLoop:
             return None, invalid_answer(str(exc))
 
     @contextmanager
-    def _node_sandbox(self, handlers: dict[str, Any], context: Any) -> Iterator[SandboxStart]:
+    def _node_sandbox(self, handlers: dict[str, Any], context: Any, node: int, depth: int) -> Iterator[SandboxStart]:
         """The node's sandbox, starting in the background. A node that finished leaves its
         teardown to a background thread (the answer need not wait for Docker, nor for a
         start still under way); one that failed or was interrupted kills it at once."""
-        start = SandboxStart(self.rlm._sandbox_factory, handlers, context, self._live, on_ready=self._sandbox_ready)
+        start = SandboxStart(
+            self._slotted_factory(node, depth), handlers, context, self._live, on_ready=self._sandbox_ready
+        )
         try:
             yield start
         except BaseException:
             start.discard(now=True)
             raise
         start.discard()
+
+    def _slotted_factory(self, node: int, depth: int) -> Callable[..., Sandbox]:
+        """The sandbox factory within Limits.max_sandboxes: a slot is taken before the
+        sandbox is made and freed once it is gone, not before; the sandbox gets the
+        node's tools and host-call workers."""
+        slots = self.router.slots
+
+        def make(**handlers: Any) -> Sandbox:
+            slots.acquire()
+            try:
+                sandbox = self.rlm._sandbox_factory(**handlers)
+                self.router.attach(sandbox, node, depth)
+            except BaseException:
+                slots.release()
+                raise
+            sandbox.on_gone(slots.release)
+            return sandbox
+
+        return make
 
     def _sandbox_ready(self, seconds: float) -> None:
         with self._lock:
@@ -319,16 +344,17 @@ class _NodeLoop:
             if compaction is not None:
                 self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
             try:
-                response = complete_within_budget(
-                    self.rlm.client,
-                    self.budget,
-                    messages,
-                    model=self.rlm.model,
-                    timeout_s=self.rlm.limits.llm_timeout_s,
-                    max_output_tokens=cap,
-                    # The conversation fitted the request to the window already, on its
-                    # calibrated estimate; the budget still reserves the raw one.
-                )
+                with self.router.gate.slot():  # a model turn is leaf work: it counts against max_concurrency
+                    response = complete_within_budget(
+                        self.rlm.client,
+                        self.budget,
+                        messages,
+                        model=self.rlm.model,
+                        timeout_s=self.rlm.limits.llm_timeout_s,
+                        max_output_tokens=cap,
+                        # The conversation fitted the request to the window already, on its
+                        # calibrated estimate; the budget still reserves the raw one.
+                    )
                 break
             except ContextWindowExceededError as exc:
                 # The server knows its window better than any estimate: compact once, retry once.

@@ -132,6 +132,7 @@ def system_prompt(
     max_depth: int,
     max_iterations: int,
     output_chars: int = DEFAULT_OUTPUT_CHARS,
+    tools: str = "",
 ) -> str:
     """The system prompt of an RLM node at `depth` (the root is 0).
 
@@ -170,7 +171,7 @@ Your code can call language models on text you pass them; each such call can tak
 - {rlm_text}
 Make every prompt self-contained: the model you call sees only the prompt you give it, not the data, the question or this conversation. A failed call raises `LLMQueryError`; once the run's model-call budget is used up, calls raise `BudgetExceededError`.
 
-Other helpers: `SHOW_VARS()` lists the variables you have defined; `print(...)` shows values.
+{_tools_section(tools)}Other helpers: `SHOW_VARS()` lists the variables you have defined; `print(...)` shows values.
 
 ## Finishing
 When you know the answer, give it in one of these ways:
@@ -179,6 +180,19 @@ When you know the answer, give it in one of these ways:
 Use FINAL_VAR for long answers you built in code. Do not finish before you have checked the answer against the data; do not guess when code can tell you.
 
 You have at most {max_iterations} turns. Work step by step: plan briefly, run code, read its output, then decide the next step."""
+
+
+def _tools_section(tools: str) -> str:
+    """The host tools a node may call (rendered by tools.render_tools), or nothing."""
+    if not tools:
+        return ""
+    return (
+        "## Tools\n"
+        "These functions run outside your session, on the host; call them by name from your code with "
+        "JSON-like arguments (str, int, float, bool, None, list, dict). They return JSON-like values. "
+        "A failed or refused call raises `ToolError` with the reason.\n"
+        f"{tools}\n\n"
+    )
 
 
 def task_prompt(query: str) -> str:

@@ -17,28 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import BudgetExceededError, CompletionTimeoutError, LMError, SandboxClosedError
+from .errors import SandboxClosedError, ToolDefinitionError
 from .limits import Budget, Limits, Usage
-from .lm import LMClient, OpenAIClient, complete_within_budget
+from .lm import LMClient, OpenAIClient
 from .node import StopReason, _NodeLoop, _Outcome
 from .output import OutputSpec, OutputType
-from .parsing import split_reasoning
 from .prices import price_source
 from .prompts import ContextInfo, describe_context
+from .routing import CHILD_QUERY, Router  # noqa: F401 - CHILD_QUERY: re-exported for callers of rlm
 from .sandbox.base import Sandbox
 from .sandbox.config import SandboxConfig
 from .startup import LiveSandboxes
+from .tools import ToolsArg, normalize_tools
 from .trajectory import Listener, LiveView, Trajectory
 
 if TYPE_CHECKING:
     from .sandbox.pool import SandboxPool
     from .session import Session
-
-# What a child node is asked: its whole task is the prompt, loaded as its context.
-CHILD_QUERY = (
-    "The variable `context` holds a task written by another model, possibly with data to work on. "
-    "Carry out that task and give its result as your final answer."
-)
 
 
 class Timings(BaseModel):
@@ -110,6 +105,8 @@ class RLM:
         sub_client: LMClient | None = None,
         listeners: list[Listener] | None = None,
         pool: SandboxPool | None = None,
+        tools: ToolsArg = None,
+        sub_tools: ToolsArg = None,
     ) -> None:
         self.model = model
         self.sub_model = sub_model or model
@@ -121,6 +118,12 @@ class RLM:
         self.pool = pool
         self._sandbox_factory = pool if pool is not None else _sandbox_factory(sandbox, self.limits)
         self._listeners = list(listeners or [])
+        # Host tools: the root's, and the (narrower) set every child RLM gets.
+        self.tools = normalize_tools(tools)
+        self.sub_tools = normalize_tools(sub_tools)
+        for name, tool in self.sub_tools.items():
+            if name not in self.tools or self.tools[name].fn != tool.fn:
+                raise ToolDefinitionError(f"sub_tools may only narrow tools: {name!r} is not one of tools")
 
     def completion(self, context: str | list | dict, query: str, *, output: OutputType | None = None) -> RLMResult:
         """Answer `query` about `context`, however large. Never raises for model or sandbox failures.
@@ -272,6 +275,7 @@ class _Tree(_NodeLoop):
         self._lock = threading.Lock()
         self._live = LiveSandboxes()  # starting or in use: what cancel() kills
         self.cancelled = self._live.cancelled
+        self.router = Router(self)
 
     def cancel(self) -> None:
         """Stop the whole tree now: every node's sandbox is killed, and no node starts
@@ -285,107 +289,3 @@ class _Tree(_NodeLoop):
         with self._lock:
             setattr(self.timings, field, getattr(self.timings, field) + seconds)
 
-    # ------------------------------------------------------------- sub-calls
-
-    def _plain_handler(self, node: int, depth: int):
-        def handle(prompts: list[str], model: str | None) -> list[str]:
-            name = model or self.rlm.sub_model
-            return self._fan_out(prompts, lambda prompt: self._plain_call(prompt, name, node, depth))
-
-        return handle
-
-    def _recursive_handler(self, node: int, depth: int):
-        def handle(prompts: list[str], model: str | None) -> list[str]:
-            return self._fan_out(prompts, lambda prompt: self._child_call(prompt, node, depth))
-
-        return handle
-
-    def _plain_call(self, prompt: str, model: str, node: int, depth: int) -> str:
-        started = time.monotonic()
-        error = None
-        try:
-            response = complete_within_budget(
-                self.rlm.sub_client,
-                self.budget,
-                [{"role": "user", "content": prompt}],
-                model=model,
-                timeout_s=self.rlm.limits.llm_timeout_s,
-                max_output_tokens=self.rlm.limits.max_output_tokens,
-                context_window=self.context_window(model, self.rlm.sub_client),
-            )
-            return split_reasoning(response.text)[0]
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.trajectory.emit(
-                "sub_call",
-                kind="llm",
-                node=node,
-                depth=depth,
-                model=model,
-                prompt_chars=len(prompt),
-                duration_s=round(time.monotonic() - started, 6),
-                error=error,
-            )
-
-    def _child_call(self, prompt: str, node: int, depth: int) -> str:
-        started = time.monotonic()
-        outcome = self.run_node(prompt, CHILD_QUERY, depth=depth + 1, parent=node)
-        self.trajectory.emit(
-            "sub_call",
-            kind="rlm",
-            node=node,
-            depth=depth,
-            stop_reason=outcome.stop_reason,
-            prompt_chars=len(prompt),
-            duration_s=round(time.monotonic() - started, 6),
-            error=outcome.error,
-        )
-        if outcome.stop_reason == "timeout":
-            raise CompletionTimeoutError(outcome.error or "the completion's deadline passed in a sub-RLM")
-        if outcome.stop_reason == "budget":
-            raise BudgetExceededError(outcome.error or "the budget ran out in a sub-RLM")
-        if outcome.answer is None:
-            raise LMError(f"the sub-RLM gave no answer ({outcome.stop_reason}: {outcome.error or 'no detail'})")
-        return outcome.answer
-
-    def _fan_out(self, prompts: list[str], call: Callable[[str], str]) -> list[str]:
-        """Run `call` on every prompt, up to max_concurrency at once.
-
-        One prompt: its exception reaches the sandbox code as is. Several: a failed
-        prompt's slot carries an error string instead, unless every prompt was refused
-        by the budget or the deadline, which is raised so the code can stop.
-        """
-        if len(prompts) == 1:
-            return [call(prompts[0])]
-        workers = min(self.rlm.limits.max_concurrency, len(prompts))
-        errors: list[BaseException | None] = [None] * len(prompts)
-        answers: list[str] = [""] * len(prompts)
-        indexes = iter(range(len(prompts)))
-        take = threading.Lock()
-
-        def work() -> None:
-            while True:
-                with take:
-                    index = next(indexes, None)
-                if index is None:
-                    return
-                try:
-                    self._check_cancelled()
-                    answers[index] = call(prompts[index])
-                except Exception as exc:
-                    errors[index] = exc
-                    answers[index] = f"[error: {type(exc).__name__}: {exc}]"
-
-        # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the main thread leaves the
-        # join at once, and the process can exit without waiting for model calls in
-        # flight (an executor's workers are joined at exit, up to llm_timeout_s later).
-        threads = [threading.Thread(target=work, name="rlm-batch", daemon=True) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if all(isinstance(error, BudgetExceededError) for error in errors):
-            raise errors[0]  # type: ignore[misc]
-        return answers

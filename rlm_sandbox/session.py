@@ -26,6 +26,7 @@ from .prompts import describe_context, follow_up_prompt
 from .startup import LiveSandboxes, SandboxStart
 
 if TYPE_CHECKING:
+    from .sandbox.base import Sandbox
     from .history import Conversation
     from .rlm import RLM, RLMResult, _Tree
 
@@ -57,7 +58,7 @@ class Session:
         if rlm.limits.max_depth > 1:
             handlers["rlm_handler"] = self._route_recursive
         # Started now, so it comes up while the caller types (or the first model call runs).
-        self._start = SandboxStart(rlm._sandbox_factory, handlers, context, self._live, on_ready=self._ready)
+        self._start = SandboxStart(self._make_sandbox, handlers, context, self._live, on_ready=self._ready)
 
     # ------------------------------------------------------------- queries
 
@@ -114,13 +115,28 @@ class Session:
 
     # Sub-calls from the session's sandbox go to the tree of the query that is running.
 
-    def _route_plain(self, prompts: list[str], model: str | None) -> list[str]:
+    def _route_plain(self, prompts: list[str], model: str | None, images: list[list[str]] | None = None) -> list[str]:
         tree, node = self._running()
-        return tree._plain_handler(node, 0)(prompts, model)
+        return tree.router._plain_handler(node, 0)(prompts, model, images)
 
-    def _route_recursive(self, prompts: list[str], model: str | None) -> list[str]:
+    def _route_recursive(
+        self, prompts: list[str], model: str | None, images: list[list[str]] | None = None
+    ) -> list[str]:
         tree, node = self._running()
-        return tree._recursive_handler(node, 0)(prompts, model)
+        return tree.router._recursive_handler(node, 0)(prompts, model, images)
+
+    def _route_tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+        tree, node = self._running()
+        router = tree.router
+        return router._tool_handler(router.tools_for(0), node, 0)(name, args, kwargs)
+
+    def _make_sandbox(self, **handlers: Any) -> Sandbox:
+        """The session's one sandbox, with the root's tools routed to whichever query runs."""
+        sandbox = self.rlm._sandbox_factory(**handlers)
+        sandbox.host_call_workers = self.rlm.limits.max_concurrency
+        if self.rlm.tools:
+            sandbox.set_tools([tool.spec() for tool in self.rlm.tools.values()], self._route_tool)
+        return sandbox
 
     def _running(self) -> tuple[_Tree, int]:
         current = self._current

@@ -138,6 +138,14 @@ def render_event(event: dict[str, Any]):
             f"  ↳ {event.get('kind')}_query from {_node_label(event)}: {event.get('prompt_chars', 0):,} chars, "
             f"{event.get('duration_s', 0):.2f}s, {status}"
         )
+    if kind == "tool_call":
+        # Plain Text, not markup: the arguments and the error are the sandbox's words.
+        status = Text(str(event["error"]), style="red") if event.get("error") else Text("ok")
+        return Text.assemble(
+            f"  ↳ tool {event.get('name')}({_short(event.get('args'), 120)}, {_short(event.get('kwargs'), 120)}) "
+            f"from {_node_label(event)}: {event.get('duration_s', 0):.2f}s, ",
+            status,
+        )
     if kind == "result":
         colour = "green" if event.get("stop_reason") == "final" else "yellow"
         usage = event.get("usage", {}).get("total", {})

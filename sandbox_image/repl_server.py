@@ -7,8 +7,9 @@ and nothing the user's code does by accident can corrupt the channel. Code that 
 on purpose can; the host treats every frame as untrusted for that reason, and nothing
 here enforces a limit: the host does.
 
-Threads: a reader thread owns the inbound channel. It hands `llm_result` frames to the
-caller waiting for them and everything else to the main thread, which runs user code,
+Threads: a reader thread owns the inbound channel. It hands `llm_result` and
+`tool_result` frames to the caller waiting for them (many may wait at once: calls made
+from several threads are all in flight together, matched by request id) and everything else to the main thread, which runs user code,
 so that SIGINT (sent by the host on an exec timeout) interrupts user code as
 KeyboardInterrupt.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import fcntl
 import itertools
 import json
@@ -30,6 +32,12 @@ import threading
 import traceback
 
 PROTOCOL_VERSION = "1"
+# The host's caps (rlm_sandbox/sandbox/protocol.py; a test keeps them equal). The host
+# enforces them; checking here first only turns a request the host would refuse, and
+# answer by replacing the sandbox, into an exception the code can handle.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_PROMPTS_PER_REQUEST = 10_000
+MAX_IMAGES_PER_PROMPT = 16
 SERVER_FILE = os.path.abspath(__file__)
 RESERVED_NAMES = (
     "context",
@@ -42,6 +50,8 @@ RESERVED_NAMES = (
     "SHOW_VARS",
     "LLMQueryError",
     "BudgetExceededError",
+    "ToolError",
+    "RequestTooLargeError",
 )
 
 
@@ -51,6 +61,39 @@ class LLMQueryError(RuntimeError):
 
 class BudgetExceededError(LLMQueryError):
     """The host refused a sub-model call because a limit of the completion is spent."""
+
+
+class ToolError(RuntimeError):
+    """A host tool failed, timed out or refused its arguments; the message says why."""
+
+
+class RequestTooLargeError(LLMQueryError, ValueError):
+    """A host call too large for the channel; it was not sent. Split it up."""
+
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def _image_url(image) -> str:
+    """An image as a data URL: bytes are sniffed for their type; a data URL passes as is."""
+    if isinstance(image, str):
+        if not image.startswith("data:image/"):
+            raise TypeError("an image must be bytes or a data:image/...;base64 URL (no other URLs: there is no network)")
+        return image
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        mime = next((m for magic, m in _IMAGE_MAGIC if data.startswith(magic)), None)
+        if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            mime = "image/webp"
+        if mime is None:
+            raise ValueError("images must be PNG, JPEG, GIF or WebP bytes")
+        return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    raise TypeError(f"an image must be bytes or a data URL, not {type(image).__name__}")
 
 
 # ------------------------------------------------------------------ channel
@@ -65,7 +108,9 @@ class Channel:
     def send(self, message: dict) -> None:
         # 'replace' turns lone surrogates (from bytes decoded with surrogateescape)
         # into '?', so every frame is valid UTF-8 for the host.
-        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        self.send_body(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"))
+
+    def send_body(self, body: bytes) -> None:
         data = memoryview(len(body).to_bytes(4, "big") + body)
         with self._write_lock:
             while data:
@@ -160,17 +205,18 @@ class OutputCapture:
 
 
 class _Pending:
-    __slots__ = ("done", "texts", "error", "error_type")
+    __slots__ = ("done", "message")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.texts = None
-        self.error = None
-        self.error_type = None
+        self.message: dict = {}
 
 
 class LLMBridge:
-    """Sends llm_request frames and blocks the calling thread until the host answers."""
+    """Sends host-call frames and blocks the calling thread until the host answers.
+
+    Any number of threads may wait at once; each answer is matched to its caller by id.
+    """
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
@@ -179,7 +225,30 @@ class LLMBridge:
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
 
-    def request(self, prompts: list, model, recursive: bool) -> list:
+    def _call(self, message: dict, what: str) -> dict:
+        slot = _Pending()
+        with self._lock:
+            request_id = next(self._ids)
+            self._pending[request_id] = slot
+        message.update(id=request_id, exec_id=self.exec_id)
+        try:
+            try:
+                body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{what}: the arguments must be JSON values (str, int, float, bool, None, list, dict): {exc}") from None
+            if len(body) > MAX_FRAME_BYTES:
+                raise RequestTooLargeError(
+                    f"{what}: the request is {len(body):,} bytes and the channel carries at most "
+                    f"{MAX_FRAME_BYTES:,}; nothing was sent. Split it into smaller calls."
+                )
+            self.channel.send_body(body)
+            slot.done.wait()  # interruptible: SIGINT raises KeyboardInterrupt here
+        finally:
+            with self._lock:
+                self._pending.pop(request_id, None)
+        return slot.message
+
+    def request(self, prompts: list, model, recursive: bool, images=None) -> list:
         for prompt in prompts:
             if not isinstance(prompt, str):
                 raise TypeError(f"prompts must be str, not {type(prompt).__name__}")
@@ -187,39 +256,53 @@ class LLMBridge:
             raise TypeError(f"model must be str or None, not {type(model).__name__}")
         if not prompts:
             return []
-        slot = _Pending()
-        with self._lock:
-            request_id = next(self._ids)
-            self._pending[request_id] = slot
-        try:
-            self.channel.send(
-                {
-                    "type": "llm_request",
-                    "id": request_id,
-                    "exec_id": self.exec_id,
-                    "prompts": prompts,
-                    "model": model,
-                    "recursive": recursive,
-                }
+        what = "rlm_query" if recursive else "llm_query"
+        if len(prompts) > MAX_PROMPTS_PER_REQUEST:
+            raise RequestTooLargeError(
+                f"{what}_batched: {len(prompts):,} prompts in one call; at most {MAX_PROMPTS_PER_REQUEST:,} "
+                "are accepted. Nothing was sent: split the list into smaller batches."
             )
-            slot.done.wait()  # interruptible: SIGINT raises KeyboardInterrupt here
-        finally:
-            with self._lock:
-                self._pending.pop(request_id, None)
-        if slot.error is not None:
-            error_class = BudgetExceededError if slot.error_type == "BudgetExceededError" else LLMQueryError
-            raise error_class(slot.error)
-        return slot.texts
+        message = {"type": "llm_request", "prompts": prompts, "model": model, "recursive": recursive}
+        if images is not None:
+            if len(images) != len(prompts):
+                raise ValueError(f"{what}: {len(images)} image lists for {len(prompts)} prompts")
+            urls = []
+            for group in images:
+                group = list(group or ())
+                if len(group) > MAX_IMAGES_PER_PROMPT:
+                    raise ValueError(f"{what}: at most {MAX_IMAGES_PER_PROMPT} images per prompt")
+                urls.append([_image_url(image) for image in group])
+            if any(urls):
+                message["images"] = urls
+        answer = self._call(message, what)
+        if answer.get("error") is not None:
+            error_class = BudgetExceededError if answer.get("error_type") == "BudgetExceededError" else LLMQueryError
+            raise error_class(answer["error"])
+        return answer.get("texts")
+
+    def call_tool(self, name: str, args: tuple, kwargs: dict):
+        answer = self._call({"type": "tool_request", "name": name, "args": list(args), "kwargs": kwargs}, name)
+        if answer.get("error") is not None:
+            error_class = BudgetExceededError if answer.get("error_type") == "BudgetExceededError" else ToolError
+            raise error_class(answer["error"])
+        return json.loads(answer.get("json") or "null")
 
     def deliver(self, message: dict) -> None:
         with self._lock:
             slot = self._pending.get(message.get("id"))
         if slot is None:
             return  # the caller was interrupted and has gone; a late answer is dropped
-        slot.texts = message.get("texts")
-        slot.error = message.get("error")
-        slot.error_type = message.get("error_type")
+        slot.message = message
         slot.done.set()
+
+
+def _make_tool(bridge: LLMBridge, name: str, signature: str, doc: str):
+    def tool(*args, **kwargs):
+        return bridge.call_tool(name, args, kwargs)
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__doc__ = f"{name}{signature}\n\n{doc}".rstrip()
+    return tool
 
 
 # ------------------------------------------------------------------ the REPL
@@ -254,13 +337,15 @@ class Repl:
     def _reserved_values(self, context) -> dict:
         bridge = self.bridge
 
-        def llm_query(prompt, model=None):
-            """Ask a sub-model one question; returns its answer as a str."""
-            return bridge.request([prompt], model, recursive=False)[0]
+        def llm_query(prompt, model=None, images=None):
+            """Ask a sub-model one question; returns its answer as a str.
+            `images`: a list of PNG/JPEG/GIF/WebP bytes or data URLs, sent with the prompt."""
+            return bridge.request([prompt], model, recursive=False, images=None if images is None else [images])[0]
 
-        def llm_query_batched(prompts, model=None):
-            """Ask a sub-model many questions at once (run concurrently on the host); returns a list of str."""
-            return bridge.request(list(prompts), model, recursive=False)
+        def llm_query_batched(prompts, model=None, images=None):
+            """Ask a sub-model many questions at once (run concurrently on the host); returns a list of str.
+            `images`: optional, one list of images per prompt."""
+            return bridge.request(list(prompts), model, recursive=False, images=images)
 
         def rlm_query(prompt, model=None):
             """Ask a recursive sub-RLM (with its own REPL, where depth allows); returns a str."""
@@ -294,7 +379,7 @@ class Repl:
             names = {
                 name: type(value).__name__
                 for name, value in self.globals.items()
-                if not name.startswith("_") and name not in RESERVED_NAMES and type(value).__name__ != "module"
+                if not name.startswith("_") and name not in self.reserved and type(value).__name__ != "module"
             }
             print(names if names else "no variables defined yet")
             return None
@@ -310,6 +395,8 @@ class Repl:
             "SHOW_VARS": SHOW_VARS,
             "LLMQueryError": LLMQueryError,
             "BudgetExceededError": BudgetExceededError,
+            "ToolError": ToolError,
+            "RequestTooLargeError": RequestTooLargeError,
         }
 
     # --- SIGINT: only user code is ever interrupted
@@ -327,7 +414,7 @@ class Repl:
                 message = self.channel.recv()
                 if message is None:
                     break
-                if message.get("type") == "llm_result":
+                if message.get("type") in ("llm_result", "tool_result"):
                     self.bridge.deliver(message)
                     continue
                 if message.get("type") == "context":
@@ -344,7 +431,7 @@ class Repl:
         os._exit(0)
 
     def serve(self) -> None:
-        handlers = {"exec": self.handle_exec, "context": self.handle_context}
+        handlers = {"exec": self.handle_exec, "context": self.handle_context, "tools": self.handle_tools}
         while True:
             try:
                 message = self.inbox.get()
@@ -358,12 +445,22 @@ class Repl:
                 continue
             handler(message)
 
+    def handle_tools(self, message: dict) -> None:
+        """The host's tools for this sandbox: callable by name, like the built-ins."""
+        for spec in message.get("tools", ()):
+            name = spec["name"]
+            if name in RESERVED_NAMES or not name.isidentifier():
+                continue  # the host refuses such names; never let one replace a built-in
+            tool = _make_tool(self.bridge, name, spec.get("signature", "(...)"), spec.get("doc", ""))
+            self.reserved[name] = tool
+            self.globals[name] = tool
+
     def handle_context(self, message: dict) -> None:
         payload = message.pop("payload")
         reply = {"type": "context_loaded", "kind": "str", "length": 0}
         try:
             # Decode straight from the received buffer: one copy, then the buffer goes.
-            value = json.loads(payload) if message.get("encoding") == "json" else payload.decode("utf-8", "surrogatepass")
+            value = _decode_context(message, payload)
             del payload
             reply["kind"] = type(value).__name__
             reply["length"] = len(value)
@@ -425,6 +522,29 @@ class Repl:
         self.globals["__builtins__"] = __builtins__
         self.capture.reattach()
         signal.signal(signal.SIGINT, self._on_sigint)
+
+
+def _decode_context(header: dict, payload: bytearray):
+    encoding = header.get("encoding")
+    if encoding == "bytes":
+        return bytes(payload)
+    if encoding != "json":
+        return payload.decode("utf-8", "surrogatepass")
+    blobs = header.get("blobs")
+    if not blobs:
+        return json.loads(payload)
+    view = memoryview(payload)
+    split = header["json_bytes"]
+    value = json.loads(bytes(view[:split]))
+    offset = split
+    for path, length in blobs:  # bytes values travel raw after the document
+        target = value
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = bytes(view[offset : offset + length])
+        offset += length
+    view.release()
+    return value
 
 
 def _format_user_error(exc: BaseException) -> str:

@@ -33,6 +33,8 @@ def test_limits_defaults_match_the_design() -> None:
         "max_concurrency": 8,
         "max_output_tokens": 8192,
         "context_window": None,
+        "max_sandboxes": None,
+        "max_tool_calls": None,
     }
 
 

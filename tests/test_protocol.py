@@ -112,3 +112,16 @@ def test_fuzz_message_validation_with_json_shaped_input(value):
         return
     # Anything accepted is one of the four known, fully typed messages.
     assert message.type in ("ready", "llm_request", "context_loaded", "exec_result")
+
+
+def test_images_per_prompt_are_capped_by_the_frame_schema():
+    from rlm_sandbox.sandbox.protocol import MAX_IMAGES_PER_PROMPT, decode_sandbox_message
+
+    def request(count: int) -> bytes:
+        return json.dumps(
+            {"type": "llm_request", "id": 1, "exec_id": 1, "prompts": ["p"], "images": [["data:image/png;base64,"] * count]}
+        ).encode()
+
+    assert decode_sandbox_message(request(MAX_IMAGES_PER_PROMPT)).images is not None
+    with pytest.raises(ProtocolError):
+        decode_sandbox_message(request(MAX_IMAGES_PER_PROMPT + 1))

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from ..errors import (
     BudgetExceededError,
+    ToolError,
     ProtocolError,
     SandboxClosedError,
     SandboxDiedError,
@@ -28,6 +29,7 @@ from ..errors import (
     SandboxStartError,
 )
 from .config import SandboxConfig
+from .hostcalls import HostCalls, HostRequest
 from .protocol import (
     PROTOCOL_VERSION,
     ContextLoaded,
@@ -35,18 +37,29 @@ from .protocol import (
     FrameDecoder,
     LLMRequest,
     CONTEXT_SEND_SLICE,
+    Context,
     Ready,
+    ToolRequest,
     decode_sandbox_message,
     encode_context,
     exec_frame,
     llm_result_frame,
     shutdown_frame,
+    tool_result_frame,
+    tools_frame,
 )
 
 log = logging.getLogger(__name__)
 
 LLMHandler = Callable[[list[str], "str | None"], list[str]]
-"""Called on the host for llm_query calls made in the sandbox: (prompts, model) -> answers."""
+"""Called on the host for llm_query calls made in the sandbox: (prompts, model) -> answers.
+
+A request that carries images is passed them as a keyword, `images=` (one list of data
+URLs per prompt), so a handler that takes no images still serves every other call."""
+
+ToolHandler = Callable[[str, list, dict], str]
+"""Called on the host for a tool call: (name, args, kwargs) -> the result as JSON text.
+Raises ToolError (its message reaches the sandbox code) for anything that went wrong."""
 
 # How long close() waits for the server to exit by itself before killing it.
 _CLOSE_GRACE_S = 2.0
@@ -107,6 +120,13 @@ class Sandbox(ABC):
         self.config = config or SandboxConfig()
         self.llm_handler = llm_handler
         self.rlm_handler = rlm_handler
+        # Set before start() (they are sent at every start): tool specs and their handler.
+        self.tools: list[dict[str, str]] = []
+        self.tool_handler: ToolHandler | None = None
+        # Host calls of one exec answered at once; the tree-wide gate bounds the model calls.
+        self.host_call_workers = 8
+        self._send_lock = threading.Lock()
+        self._last_frame_bytes = 0
         self._transport: Transport | None = None
         self._decoder = FrameDecoder(self.config.max_frame_bytes)
         self._frames: collections.deque[bytes] = collections.deque()
@@ -114,6 +134,8 @@ class Sandbox(ABC):
         # Kept encoded so a restart reloads it without encoding it again.
         self._encoded_context: tuple[bytes, bytes] | None = None
         self._closed = False
+        self._on_gone: list[Callable[[], None]] = []
+        self._on_gone_lock = threading.Lock()
         self.restarts = 0
 
     # ------------------------------------------------------------- subclass hooks
@@ -167,7 +189,8 @@ class Sandbox(ABC):
         transport = self._transport
         if transport is not None:
             try:
-                transport.send(shutdown_frame(), timeout=1.0)
+                with self._send_lock:
+                    transport.send(shutdown_frame(), timeout=1.0)
                 transport.close_input()
                 deadline = time.monotonic() + _CLOSE_GRACE_S
                 while time.monotonic() < deadline:
@@ -177,6 +200,19 @@ class Sandbox(ABC):
                 pass
         self._transport = None
         self._terminate()
+        self._sandbox_gone()
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, after close() or kill() has torn the sandbox down
+        (what frees a tree's `max_sandboxes` slot: only a sandbox that is gone stops counting)."""
+        with self._on_gone_lock:
+            self._on_gone.append(callback)
+
+    def _sandbox_gone(self) -> None:
+        with self._on_gone_lock:
+            callbacks, self._on_gone = self._on_gone, []
+        for callback in callbacks:
+            callback()
 
     def kill(self) -> None:
         """Stop the sandbox now, from any thread, without the graceful shutdown.
@@ -187,6 +223,7 @@ class Sandbox(ABC):
         self._closed = True
         self._terminate()
         self._transport = None
+        self._sandbox_gone()
 
     def close_in_background(self) -> threading.Thread:
         """close() on a daemon thread, for callers that have what they need already.
@@ -231,6 +268,9 @@ class Sandbox(ABC):
                 )
             if self._closed:  # killed from another thread while this one was starting it
                 raise SandboxClosedError("this sandbox was closed while it was starting")
+            if self.tools:
+                with self._send_lock:
+                    self._transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
         except _ChannelClosed:
             cause = self._explain_death()
             self._transport = None
@@ -253,6 +293,18 @@ class Sandbox(ABC):
         assert self._transport is not None
         return self._transport
 
+    def set_tools(self, tools: list[dict[str, str]], handler: ToolHandler | None) -> None:
+        """Offer host tools ({name, signature, doc} each) to the code, answered by `handler`.
+
+        Before start() they are sent at start; on a running sandbox (one from a pool)
+        they are sent now. Either way every restart sends them again."""
+        self.tools = list(tools)
+        self.tool_handler = handler
+        transport = self._transport
+        if transport is not None and self.tools:
+            with self._send_lock:
+                transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
+
     # ------------------------------------------------------------- frames
 
     def _read_message(self, deadline: float):
@@ -267,11 +319,13 @@ class Sandbox(ABC):
             if not data:
                 raise _ChannelClosed()
             self._frames.extend(self._decoder.feed(data))
-        return decode_sandbox_message(self._frames.popleft())
+        frame = self._frames.popleft()
+        self._last_frame_bytes = len(frame)
+        return decode_sandbox_message(frame)
 
     # ------------------------------------------------------------- context
 
-    def load_context(self, context: str | list | dict) -> None:
+    def load_context(self, context: Context) -> None:
         """Make `context` the value of the variable `context` inside the sandbox."""
         encoded = encode_context(context)  # type errors surface before anything is sent
         self._ensure_running()
@@ -300,10 +354,11 @@ class Sandbox(ABC):
         transport = self._ensure_running()
         assert self._encoded_context is not None
         header, payload = self._encoded_context
-        transport.send(header, timeout=self.config.start_timeout_s)
-        view = memoryview(payload)
-        for offset in range(0, len(payload), CONTEXT_SEND_SLICE):
-            transport.send(view[offset : offset + CONTEXT_SEND_SLICE], timeout=self.config.start_timeout_s)
+        with self._send_lock:
+            transport.send(header, timeout=self.config.start_timeout_s)
+            view = memoryview(payload)
+            for offset in range(0, len(payload), CONTEXT_SEND_SLICE):
+                transport.send(view[offset : offset + CONTEXT_SEND_SLICE], timeout=self.config.start_timeout_s)
         deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
         message = self._read_message(deadline)
         if message is None:
@@ -329,7 +384,8 @@ class Sandbox(ABC):
         exec_id = next(self._exec_ids)
         started = time.monotonic()
         try:
-            transport.send(exec_frame(exec_id, code), timeout=self.config.start_timeout_s)
+            with self._send_lock:
+                transport.send(exec_frame(exec_id, code), timeout=self.config.start_timeout_s)
             done, interrupted = self._await_exec(exec_id, timeout)
         except _Unresponsive:
             return self._recover(
@@ -368,57 +424,103 @@ class Sandbox(ABC):
         return result
 
     def _await_exec(self, exec_id: int, timeout: float) -> tuple[ExecDone, bool]:
-        deadline = time.monotonic() + timeout
+        transport = self._transport
+        calls = HostCalls(
+            self._answer,
+            lambda frame: self._send_answer(frame, transport),
+            workers=self.host_call_workers,
+        )
+        try:
+            done = self._exec_loop(exec_id, timeout, calls)
+        except BaseException:
+            # The sandbox is being replaced (or the run cancelled): tell it nothing more.
+            calls.close(notify=False)
+            raise
+        calls.close(notify=True)
+        return done
+
+    def _exec_loop(self, exec_id: int, timeout: float, calls: HostCalls) -> tuple[ExecDone, bool]:
+        base_deadline = time.monotonic() + timeout
         interrupted = False
         while True:
             now = time.monotonic()
+            # Time with host calls in flight is the host's, not the code's: the exec
+            # timeout bounds the sandbox's own work; the completion deadline bounds all.
+            deadline = base_deadline if interrupted else base_deadline + calls.paused_s()
             if now >= deadline:
                 if interrupted:
                     raise _Unresponsive()
                 self._interrupt()
                 interrupted = True
-                deadline = now + self.config.interrupt_grace_s
-            message = self._read_message(deadline)
+                base_deadline = now + self.config.interrupt_grace_s
+                continue
+            # While calls are in flight the deadline moves; wake up to look at it again.
+            wait_until = min(deadline, now + 0.25) if calls.busy else deadline
+            message = self._read_message(wait_until)
             if message is None:
                 continue
             if isinstance(message, ExecDone):
                 if message.id != exec_id:
                     raise ProtocolError(f"exec_result for exec {message.id}, but exec {exec_id} is running")
                 return message, interrupted
-            if isinstance(message, LLMRequest):
+            if isinstance(message, (LLMRequest, ToolRequest)):
                 if message.exec_id != exec_id:
                     raise ProtocolError(
-                        f"llm_request for exec {message.exec_id}, but exec {exec_id} is running"
+                        f"{message.type} for exec {message.exec_id}, but exec {exec_id} is running"
                     )
-                waited = time.monotonic()
-                self._answer(message, refuse=interrupted)
-                # Time spent waiting on models is the host's, not the code's: the exec
-                # timeout bounds the sandbox's own work; the completion deadline bounds all.
-                deadline += time.monotonic() - waited
+                if interrupted:
+                    calls.refuse(message, "the exec timed out; no more host calls")
+                else:
+                    calls.submit(message, self._last_frame_bytes)
                 continue
             raise ProtocolError(f"unexpected {message.type!r} frame while an exec is running")
 
-    def _answer(self, request: LLMRequest, *, refuse: bool) -> None:
+    def _send_answer(self, frame: bytes, transport: Transport | None) -> None:
+        """Send from any thread, but only to the process that asked: a late answer must
+        never reach a replacement, whose request ids start again from 1."""
+        with self._send_lock:
+            if transport is None or self._transport is not transport:
+                return
+            transport.send(frame, timeout=self.config.start_timeout_s)
+
+    def _answer(self, request: HostRequest) -> bytes:
+        """The answer frame to one host call (runs on a worker thread)."""
+        if isinstance(request, ToolRequest):
+            return self._answer_tool(request)
         handler = (self.rlm_handler if request.recursive else None) or self.llm_handler
-        frame: bytes
-        if refuse:
-            frame = llm_result_frame(request.id, error="the exec timed out; no more model calls")
-        elif handler is None:
-            frame = llm_result_frame(request.id, error="no language model is connected to this sandbox")
-        else:
-            try:
-                texts = handler(list(request.prompts), request.model)
-                if not isinstance(texts, list) or len(texts) != len(request.prompts):
-                    raise TypeError(
-                        f"the llm handler returned {type(texts).__name__} for {len(request.prompts)} prompts"
-                    )
-                frame = llm_result_frame(request.id, texts=[str(text) for text in texts])
-            except BudgetExceededError as exc:
-                frame = llm_result_frame(request.id, error=str(exc), error_type="BudgetExceededError")
-            except Exception as exc:  # any handler failure becomes a Python error in the sandbox
-                frame = llm_result_frame(request.id, error=f"{type(exc).__name__}: {exc}")
-        assert self._transport is not None
-        self._transport.send(frame, timeout=self.config.start_timeout_s)
+        if handler is None:
+            return llm_result_frame(request.id, error="no language model is connected to this sandbox")
+        try:
+            prompts = list(request.prompts)
+            if request.images is not None:
+                if len(request.images) != len(prompts):
+                    raise ValueError(f"{len(request.images)} image lists for {len(prompts)} prompts")
+                texts = handler(prompts, request.model, images=[list(i) for i in request.images])  # type: ignore[call-arg]
+            else:
+                texts = handler(prompts, request.model)
+            if not isinstance(texts, list) or len(texts) != len(request.prompts):
+                raise TypeError(
+                    f"the llm handler returned {type(texts).__name__} for {len(request.prompts)} prompts"
+                )
+            return llm_result_frame(request.id, texts=[str(text) for text in texts])
+        except BudgetExceededError as exc:
+            return llm_result_frame(request.id, error=str(exc), error_type="BudgetExceededError")
+        except Exception as exc:  # any handler failure becomes a Python error in the sandbox
+            return llm_result_frame(request.id, error=f"{type(exc).__name__}: {exc}")
+
+    def _answer_tool(self, request: ToolRequest) -> bytes:
+        if self.tool_handler is None:
+            return tool_result_frame(request.id, error=f"there is no tool named {request.name!r} here")
+        try:
+            return tool_result_frame(
+                request.id, value_json=self.tool_handler(request.name, list(request.args), dict(request.kwargs))
+            )
+        except ToolError as exc:
+            return tool_result_frame(request.id, error=str(exc))
+        except BudgetExceededError as exc:
+            return tool_result_frame(request.id, error=str(exc), error_type="BudgetExceededError")
+        except Exception as exc:  # never a host traceback: the class and message only
+            return tool_result_frame(request.id, error=f"{type(exc).__name__}: {exc}")
 
     def _recover(self, reason: str, error_type: str, started: float, *, timed_out: bool = False) -> ExecResult:
         """Replace a dead, stuck or misbehaving sandbox and report what was lost."""

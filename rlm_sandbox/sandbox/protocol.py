@@ -8,6 +8,11 @@ than by sharing code.
 Frames from the sandbox are untrusted input: `FrameDecoder` refuses a length over the
 cap before reading the body, and `decode_sandbox_message` validates every field with
 pydantic before the host looks at it.
+
+Host calls come in two frames, `llm_request` and `tool_request`, rather than one
+generalised frame: each has its own strict shape, so each is validated exactly, with
+no optional fields whose meaning depends on another. They share one id space, one
+dispatcher and one concurrency bound (docs/host-calls.md).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 import struct
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
 from ..errors import ProtocolError
 
@@ -29,6 +34,13 @@ CONTEXT_SEND_SLICE = 4 * 1024 * 1024
 # A single llm_request may carry at most this many prompts; a batch larger than this
 # is a sandbox trying to make the host allocate, not a real workload.
 MAX_PROMPTS_PER_REQUEST = 10_000
+# Images ride inside llm_request frames as data URLs (base64), so the frame cap bounds
+# their total; these bound their count. The decoded size cap is the host's (images.py).
+MAX_IMAGES_PER_PROMPT = 16
+MAX_IMAGE_URL_CHARS = 12 * 1024 * 1024
+# A tool call's positional and keyword arguments, each.
+MAX_TOOL_ARGS = 64
+TOOL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
 
 class _Frame(BaseModel):
@@ -45,6 +57,11 @@ class Ready(_Frame):
     python: str = Field(default="", max_length=64)
 
 
+_ImagesOfOnePrompt = Annotated[
+    list[Annotated[str, Field(max_length=MAX_IMAGE_URL_CHARS)]], Field(max_length=MAX_IMAGES_PER_PROMPT)
+]
+
+
 class LLMRequest(_Frame):
     type: Literal["llm_request"]
     id: int = Field(ge=0)
@@ -52,6 +69,22 @@ class LLMRequest(_Frame):
     prompts: list[str] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
     model: str | None = Field(default=None, max_length=256)
     recursive: bool = False
+    # Per prompt, the images sent with it (data URLs); None when there are none.
+    images: list[_ImagesOfOnePrompt] | None = Field(default=None, max_length=MAX_PROMPTS_PER_REQUEST)
+
+
+class ToolRequest(_Frame):
+    """Sandbox code called a host tool by name. Arguments are JSON values, validated
+    against the tool's type hints on the host before it runs."""
+
+    type: Literal["tool_request"]
+    id: int = Field(ge=0)
+    exec_id: int = Field(ge=0)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    args: list[JsonValue] = Field(default_factory=list, max_length=MAX_TOOL_ARGS)
+    kwargs: dict[Annotated[str, Field(max_length=64)], JsonValue] = Field(
+        default_factory=dict, max_length=MAX_TOOL_ARGS
+    )
 
 
 class ContextLoaded(_Frame):
@@ -80,12 +113,17 @@ class ExecDone(_Frame):
 
 
 SandboxMessage = Annotated[
-    Union[Ready, LLMRequest, ContextLoaded, ExecDone], Field(discriminator="type")
+    Union[Ready, LLMRequest, ToolRequest, ContextLoaded, ExecDone], Field(discriminator="type")
 ]
 _sandbox_message = TypeAdapter(SandboxMessage)
 
 
-def decode_sandbox_message(body: bytes | bytearray | memoryview) -> Ready | LLMRequest | ContextLoaded | ExecDone:
+HostCallRequest = Union[LLMRequest, ToolRequest]
+
+
+def decode_sandbox_message(
+    body: bytes | bytearray | memoryview,
+) -> Ready | LLMRequest | ToolRequest | ContextLoaded | ExecDone:
     """Parse and validate one frame body from the sandbox, or raise ProtocolError."""
     try:
         return _sandbox_message.validate_json(body)
@@ -126,29 +164,82 @@ def llm_result_frame(
     return encode_frame(message)
 
 
+def tool_result_frame(
+    request_id: int, value_json: str | None = None, error: str | None = None, error_type: str = "ToolError"
+) -> bytes:
+    """The answer to a tool_request: the result as JSON text (decoded in the sandbox), or an error."""
+    message: dict[str, Any] = {"type": "tool_result", "id": request_id}
+    if error is not None:
+        message["error"] = error
+        message["error_type"] = error_type
+    else:
+        message["json"] = value_json
+    return encode_frame(message)
+
+
+def tools_frame(tools: list[dict[str, str]]) -> bytes:
+    """The host tools this sandbox may call: [{name, signature, doc}], sent after ready."""
+    return encode_frame({"type": "tools", "tools": tools})
+
+
 def shutdown_frame() -> bytes:
     return encode_frame({"type": "shutdown"})
 
 
-def encode_context(context: str | list | dict) -> tuple[bytes, bytes]:
+Context = str | bytes | list | dict
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+def encode_context(context: Context) -> tuple[bytes, bytes]:
     """The header frame and the raw payload that load `context` into the sandbox.
 
-    The payload is UTF-8 (a str as is; a list or dict as one JSON document) and follows
-    its header frame on the stream as plain bytes, not JSON: escaping a 100 MB text
-    into JSON and back costs more than moving it. This is the one place the protocol
-    carries raw bytes, and only towards the sandbox, whose parser trusts the host.
+    The payload follows its header frame on the stream as plain bytes, not JSON:
+    escaping a 100 MB text into JSON and back costs more than moving it. A str goes as
+    UTF-8, bytes as they are, a list or dict as one JSON document. `bytes` values
+    inside a list or dict (an image, a PDF) are cut out of the document, which holds
+    null in their place, and travel raw after it; the header lists where each goes.
+    This is the one place the protocol carries raw bytes, and only towards the
+    sandbox, whose parser trusts the host.
     """
+    header: dict[str, Any] = {"type": "context"}
     if isinstance(context, str):
-        encoding, payload = "text", context.encode("utf-8", "surrogatepass")
+        header["encoding"], payload = "text", context.encode("utf-8", "surrogatepass")
+    elif isinstance(context, _BYTES_LIKE):
+        header["encoding"], payload = "bytes", bytes(context)
     elif isinstance(context, (list, dict)):
-        encoding = "json"
+        blobs: list[tuple[list[str | int], bytes]] = []
+        document = _cut_blobs(context, [], blobs)
         try:
-            payload = json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            text = json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"context must be JSON-serialisable: {exc}") from None
+            raise TypeError(f"context must be JSON-serialisable apart from bytes values: {exc}") from None
+        header["encoding"] = "json"
+        if blobs:
+            header["json_bytes"] = len(text)
+            header["blobs"] = [[path, len(blob)] for path, blob in blobs]
+            payload = b"".join([text, *(blob for _, blob in blobs)])
+        else:
+            payload = text
     else:
-        raise TypeError(f"context must be str, list or dict, not {type(context).__name__}")
-    return encode_frame({"type": "context", "encoding": encoding, "bytes": len(payload)}), payload
+        raise TypeError(f"context must be str, bytes, list or dict, not {type(context).__name__}")
+    header["bytes"] = len(payload)
+    return encode_frame(header), payload
+
+
+def _cut_blobs(value: Any, path: list[str | int], blobs: list[tuple[list[str | int], bytes]]) -> Any:
+    """A copy of `value` with every bytes value replaced by None and recorded in `blobs`."""
+    if isinstance(value, _BYTES_LIKE):
+        blobs.append((list(path), bytes(value)))
+        return None
+    if isinstance(value, dict):
+        # JSON turns every key into a string; the path uses the key the sandbox will see.
+        return {
+            key: _cut_blobs(item, [*path, key if isinstance(key, str) else json.dumps(key)], blobs)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_cut_blobs(item, [*path, index], blobs) for index, item in enumerate(value)]
+    return value
 
 
 class FrameDecoder:

@@ -13,12 +13,15 @@ import os
 import select
 import selectors
 import socket
+import ssl
 import struct
 import subprocess
 import time
 
 DIAGNOSTICS_CAP = 64 * 1024
 _RECV_BYTES = 1 << 20
+# A non-blocking socket (plain or TLS) that is not ready yet: wait and try again.
+_NOT_READY = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, socket.timeout)
 
 
 class _Diagnostics:
@@ -56,13 +59,25 @@ class AttachSocketTransport(_TransportBase):
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self._sock = sock
+        self._sock.setblocking(False)
         self._mux = bytearray()
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         # A paused or wedged sandbox stops reading; the timeout turns that into an
-        # OSError (socket.timeout) instead of a host thread blocked for ever.
-        self._sock.settimeout(timeout)
-        self._sock.sendall(data)
+        # OSError (socket.timeout) instead of a host thread blocked for ever. The socket
+        # stays non-blocking and each direction waits in select(), so answers sent from
+        # worker threads never change the timeout of the exec loop's receive.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        view = memoryview(data)
+        while view:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            _, writable, _ = select.select([], [self._sock], [], remaining)
+            if not writable:
+                raise socket.timeout("the sandbox stopped reading its input")
+            try:
+                view = view[self._sock.send(view) :]
+            except _NOT_READY:
+                continue
 
     def receive(self, timeout: float | None) -> bytes | None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -72,17 +87,18 @@ class AttachSocketTransport(_TransportBase):
                 return stdout
             if self._eof:
                 return b""
-            if deadline is None:
-                self._sock.settimeout(None)
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            pending = getattr(self._sock, "pending", None)  # TLS: bytes already decrypted
+            if not (pending and pending()):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     return None
-                self._sock.settimeout(remaining)
+                readable, _, _ = select.select([self._sock], [], [], remaining)
+                if not readable:
+                    return None
             try:
                 data = self._sock.recv(_RECV_BYTES)
-            except (socket.timeout, BlockingIOError):
-                return None
+            except _NOT_READY:
+                continue
             except OSError:
                 data = b""
             if data:

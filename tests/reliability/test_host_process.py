@@ -131,12 +131,19 @@ def ctrl_c_responder(mode: str):
             return Reply.text("```repl\nimport time\ntime.sleep(600)\n```")
         if mode == "batched model calls":
             return Reply.text("```repl\nllm_query_batched(['a', 'b', 'c', 'd'])\n```")
+        if mode == "threaded model calls":  # 8 in flight (max_concurrency), 4 waiting for the gate
+            return Reply.text(
+                "```repl\nimport threading\nts = [threading.Thread(target=llm_query, args=(str(i),)) for i in range(12)]\n"
+                "[t.start() for t in ts]; [t.join() for t in ts]\n```"
+            )
         return tree_that_waits(body)
 
     return respond
 
 
-@pytest.mark.parametrize("mode, wanted", [("own code", 1), ("batched model calls", 1), ("child RLMs", 3)])
+@pytest.mark.parametrize(
+    "mode, wanted", [("own code", 1), ("batched model calls", 1), ("threaded model calls", 1), ("child RLMs", 3)]
+)
 def test_ctrl_c_stops_the_run_promptly_and_removes_its_containers(mode, wanted, tmp_path, runtime, docker_client):
     context = tmp_path / "context.txt"
     context.write_text("the context")
@@ -153,6 +160,8 @@ def test_ctrl_c_stops_the_run_promptly_and_removes_its_containers(mode, wanted, 
             assert wait_for(lambda: len(containers_of(docker_client, cli.pid, running_only=True)) >= wanted, 60)
             if mode == "batched model calls":
                 assert wait_for(lambda: server.request_count >= 5, 20), "the batch never reached the model"
+            if mode == "threaded model calls":
+                assert wait_for(lambda: server.request_count >= 9, 20), "the threads' calls never reached the model"
             time.sleep(1.0)
             interrupted = time.monotonic()
             cli.send_signal(signal.SIGINT)
