@@ -223,7 +223,7 @@ class _Tree:
             handlers = {"llm_handler": self._plain_handler(node, depth)}
             if depth + 1 < limits.max_depth:
                 handlers["rlm_handler"] = self._recursive_handler(node, depth)
-            with self._node_sandbox(handlers) as sandbox:
+            with self._node_sandbox(handlers, context) as sandbox:
                 sandbox.load_context(context)
                 with self._lock:
                     self.sandboxes_started += 1
@@ -275,7 +275,7 @@ class _Tree:
         return self._finish(node, outcome)
 
     @contextmanager
-    def _node_sandbox(self, handlers: dict[str, Any]) -> Iterator[Sandbox]:
+    def _node_sandbox(self, handlers: dict[str, Any], context: Any) -> Iterator[Sandbox]:
         """The node's sandbox. A node that finished leaves its teardown to a background
         thread (the answer need not wait for Docker); one that failed or was
         interrupted tears it down before the error goes on."""
@@ -284,7 +284,7 @@ class _Tree:
             self._live_sandboxes.add(sandbox)
         try:
             self._check_cancelled()
-            yield sandbox.start()
+            yield sandbox.size_for(context).start()  # sized before its container exists
         except BaseException:
             sandbox.close()
             raise

@@ -111,6 +111,8 @@ class Sandbox(ABC):
         self._exec_ids = itertools.count(1)
         # Kept encoded so a restart reloads it without encoding it again.
         self._encoded_context: tuple[bytes, bytes] | None = None
+        # What size_for() encoded, kept so load_context() of the same object reuses it.
+        self._sized_for: tuple[object, tuple[bytes, bytes]] | None = None
         self._closed = False
         self.restarts = 0
 
@@ -127,6 +129,13 @@ class Sandbox(ABC):
     @abstractmethod
     def _terminate(self) -> None:
         """Kill the server process and release everything it held. Idempotent."""
+
+    def _fit_context(self, context: object, payload: bytes) -> None:
+        """Make room for a context before it is loaded (DockerSandbox sizes its memory).
+
+        Called before the process starts when size_for() was used, else before the
+        context is streamed; may replace a running process with a bigger one.
+        """
 
     @abstractmethod
     def _death_cause(self) -> str:
@@ -269,9 +278,30 @@ class Sandbox(ABC):
 
     # ------------------------------------------------------------- context
 
+    def size_for(self, context: object) -> "Sandbox":
+        """Size the sandbox for `context` before it starts, so no container is made twice.
+
+        Encodes the context once (load_context() of the same object reuses it) and
+        raises SandboxMemoryError, before any container starts, if the host cannot
+        hold it. Optional: load_context() alone sizes a running sandbox too, by
+        growing or replacing it.
+
+        >>> sandbox = DockerSandbox().size_for(big_text).start()  # doctest: +SKIP
+        >>> sandbox.load_context(big_text)  # doctest: +SKIP
+        """
+        encoded = encode_context(context)
+        self._fit_context(context, encoded[1])
+        self._sized_for = (context, encoded)
+        return self
+
     def load_context(self, context: str | list | dict) -> None:
         """Make `context` the value of the variable `context` inside the sandbox."""
-        encoded = encode_context(context)  # type errors surface before anything is sent
+        sized, self._sized_for = self._sized_for, None
+        if sized is not None and sized[0] is context:
+            encoded = sized[1]
+        else:
+            encoded = encode_context(context)  # type errors surface before anything is sent
+            self._fit_context(context, encoded[1])
         self._ensure_running()
         self._encoded_context = encoded
         # Two attempts: a sandbox that died while idle (a warm one killed from outside)
@@ -281,7 +311,12 @@ class Sandbox(ABC):
                 self._stream_context()
                 return
             except (_ChannelClosed, ProtocolError, OSError) as exc:
-                cause = self._explain_death() if isinstance(exc, _ChannelClosed) else str(exc)
+                if isinstance(exc, _ChannelClosed):
+                    cause = self._explain_death()
+                elif isinstance(exc, OSError):  # the sandbox stopped reading mid-send: say why it died
+                    cause = f"{exc}; {self._explain_death()}"
+                else:
+                    cause = str(exc)
                 if attempt == 1:
                     self._transport = None
                     self._terminate()

@@ -29,6 +29,16 @@ from ..errors import DockerUnavailableError, SandboxStartError
 from .base import LLMHandler, Sandbox, Transport
 from .config import SandboxConfig
 from .image import ensure_image
+from .memory import (
+    BASE_MEMORY,
+    ContextFootprint,
+    check_host_memory,
+    context_footprint,
+    docker_size,
+    format_size,
+    is_local_daemon,
+    parse_size,
+)
 from .transport import AttachSocketTransport
 
 LABEL = "rlm-sandbox"
@@ -190,12 +200,64 @@ class DockerSandbox(Sandbox):
         self._created_at = 0.0
         self._attach: AttachSocketTransport | None = None
         self._attach_stream = None
+        # The memory limit of the next container (and of the running one, once grown):
+        # the config's, or BASE_MEMORY until a context says it needs more.
+        self._memory_bytes = parse_size(self.config.mem_limit) if self.config.mem_limit else BASE_MEMORY
+        self._footprint: ContextFootprint | None = None
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
             self._client = docker_client(self.config.docker_host)
         return self._client
+
+    # ------------------------------------------------------------- memory
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        """The memory limit this sandbox's container has (or will be created with)."""
+        return self._memory_bytes
+
+    def _memswap(self) -> int | str:
+        return self.config.memswap_limit if self.config.memswap_limit is not None else self._memory_bytes
+
+    def _fit_context(self, context: object, payload: bytes) -> None:
+        self._fit_footprint(context_footprint(context, payload))
+
+    def _fit_footprint(self, footprint: ContextFootprint) -> None:
+        self._footprint = footprint
+        if self.config.mem_limit is not None:
+            return  # an explicit limit wins; a load it cannot hold says what it needed
+        need = footprint.memory_bytes
+        if need <= self._memory_bytes:
+            return
+        try:
+            check_host_memory(
+                need,
+                total=self.client.info().get("MemTotal"),
+                local=is_local_daemon(self.client.api.base_url),
+                footprint=footprint,
+            )
+        except _DAEMON_UNREACHABLE as exc:
+            raise DockerUnavailableError(f"the Docker daemon did not answer ({exc}). Is it running?") from None
+        self._memory_bytes = need
+        if self.container_id is not None and self._transport is not None:
+            self._grow(need)
+
+    def _grow(self, need: int) -> None:
+        """Raise a running container's limit; where the runtime cannot (gVisor), replace it.
+
+        The sandbox has no context yet when this runs (a warm one from a pool), or is
+        about to get a new one, so a replacement loses nothing that is not reloaded.
+        """
+        assert self.container_id is not None
+        try:
+            self.client.api.update_container(self.container_id, mem_limit=need, memswap_limit=self._memswap())
+            return
+        except docker.errors.APIError as exc:
+            log.debug("cannot grow sandbox %s in place (%s); replacing it", self.container_id[:12], exc)
+        self._transport = None
+        self._terminate()  # load_context() or start() starts the bigger one
 
     # ------------------------------------------------------------- hooks
 
@@ -224,8 +286,8 @@ class DockerSandbox(Sandbox):
             tmpfs={"/tmp": config.tmpfs_mount_options()},
             pids_limit=config.pids_limit,
             init=config.init,
-            mem_limit=config.mem_limit,
-            memswap_limit=config.memswap(),
+            mem_limit=self._memory_bytes,
+            memswap_limit=self._memswap(),
             nano_cpus=config.nano_cpus,
             ulimits=[
                 Ulimit(name="nofile", soft=config.nofile, hard=config.nofile),
@@ -335,12 +397,24 @@ class DockerSandbox(Sandbox):
             oom_killed, logged_exit = self._oom_from_events(container_id)
             exit_code = exit_code if exit_code is not None else logged_exit
         if oom_killed:
-            return f"the sandbox ran out of memory and was killed (OOMKilled; memory limit {self.config.mem_limit})"
+            return self._oom_explanation()
         if exit_code is None:
             return "the sandbox container stopped for an unknown reason"
         if exit_code > 128:
             return f"the sandbox container was killed by signal {exit_code - 128} (exit code {exit_code})"
         return f"the sandbox container exited with code {exit_code}"
+
+    def _oom_explanation(self) -> str:
+        limit = docker_size(self._memory_bytes)
+        message = f"the sandbox ran out of memory and was killed (OOMKilled; memory limit {limit})"
+        footprint = self._footprint
+        if footprint is not None and footprint.memory_bytes > self._memory_bytes:
+            return (
+                f"{message}: its {footprint.kind} context ({format_size(footprint.payload_bytes)} encoded) needs "
+                f"about {format_size(footprint.memory_bytes)}. Set SandboxConfig(mem_limit="
+                f"{docker_size(footprint.memory_bytes)!r}) or more, or leave mem_limit unset to size it automatically"
+            )
+        return f"{message}. Give it more with SandboxConfig(mem_limit=...) above {limit}"
 
     def _oom_from_events(self, container_id: str) -> tuple[bool, int | None]:
         oom_killed, exit_code = False, None
