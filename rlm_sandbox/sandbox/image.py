@@ -208,7 +208,8 @@ def _require_debootstrap() -> str:
         )
     path = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
     if path is None:
-        raise ImageError("debootstrap is not installed: apt-get install debootstrap")
+        sudo = "" if os.geteuid() == 0 else "sudo "
+        raise ImageError(f"debootstrap is not installed; install it with `{sudo}apt-get install -y debootstrap`")
     return path
 
 
