@@ -280,6 +280,8 @@ class _Tree:
         thread (the answer need not wait for Docker); one that failed or was
         interrupted tears it down before the error goes on."""
         sandbox = self.rlm._sandbox_factory(**handlers)
+        remaining = self.budget.remaining_s()  # a frozen Docker daemon must not outlast the deadline
+        sandbox.deadline = None if remaining is None else time.monotonic() + remaining
         with self._lock:
             self._live_sandboxes.add(sandbox)
         try:

@@ -115,6 +115,9 @@ class Sandbox(ABC):
         self._sized_for: tuple[object, tuple[bytes, bytes]] | None = None
         self._closed = False
         self.restarts = 0
+        # time.monotonic() after which waits on the backend (the Docker API) give up:
+        # the completion's deadline, set by the RLM. None: the backend's own timeouts.
+        self.deadline: float | None = None
 
     # ------------------------------------------------------------- subclass hooks
 

@@ -18,7 +18,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -53,6 +55,7 @@ _API_POOL_SIZE = 64
 _API_TIMEOUT_S = 120
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What docker-py raises when the daemon cannot be reached at all (socket gone, connection
 # refused or reset, no answer in time). These are not DockerException subclasses, so
@@ -134,6 +137,13 @@ def _remove_container(client: docker.DockerClient, container_id: str) -> bool:
         raise
 
 
+def _remove_quietly_now(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        _remove_container(client, container_id)
+    except (docker.errors.APIError, *_DAEMON_UNREACHABLE):
+        _remove_later(client, container_id)
+
+
 def _close_quietly(stream: object) -> None:
     close = getattr(stream, "close", None)
     if close is not None:
@@ -208,8 +218,56 @@ class DockerSandbox(Sandbox):
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker_client(self.config.docker_host)
+            self._client = self._call(docker_client, self.config.docker_host)
         return self._client
+
+    # ------------------------------------------------------------- the deadline
+
+    def _call(self, operation: Callable[..., T], *args: Any, on_late: Callable[[T], None] | None = None, **kwargs: Any) -> T:
+        """A Docker API call that gives up at this sandbox's deadline.
+
+        A frozen daemon accepts connections and never answers; without this the
+        caller would wait the SDK's 120 s timeout per call, several calls in a row.
+        The call itself runs on in a daemon thread; `on_late` gets what it returns
+        after all (a container created late is removed that way).
+        """
+        deadline = self.deadline
+        if deadline is None:
+            return operation(*args, **kwargs)
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+        abandoned = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = operation(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                outcome["error"] = exc
+            done.set()
+            if abandoned.is_set() and on_late is not None and "value" in outcome:
+                try:
+                    on_late(outcome["value"])
+                except Exception:  # noqa: BLE001 - a best-effort cleanup on a daemon thread
+                    log.debug("cleanup after a late Docker answer failed", exc_info=True)
+
+        threading.Thread(target=run, name="rlm-sandbox-docker-call", daemon=True).start()
+        if not done.wait(max(deadline - time.monotonic(), 0.0)):
+            abandoned.set()
+            if done.is_set() and on_late is not None and "value" in outcome:
+                on_late(outcome["value"])  # answered in the instant between the two
+            raise DockerUnavailableError(
+                f"the Docker daemon did not answer {getattr(operation, '__name__', 'a call')} before the "
+                "completion's deadline. Is it frozen or overloaded? Try `docker info`."
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def _wait_s(self, longest: float) -> float:
+        """How long a wait on Docker may last: `longest`, cut at the deadline."""
+        if self.deadline is None:
+            return longest
+        return max(min(longest, self.deadline - time.monotonic()), 0.0)
 
     # ------------------------------------------------------------- memory
 
@@ -234,7 +292,7 @@ class DockerSandbox(Sandbox):
         try:
             check_host_memory(
                 need,
-                total=self.client.info().get("MemTotal"),
+                total=self._call(self.client.info).get("MemTotal"),
                 local=is_local_daemon(self.client.api.base_url),
                 footprint=footprint,
             )
@@ -252,9 +310,11 @@ class DockerSandbox(Sandbox):
         """
         assert self.container_id is not None
         try:
-            self.client.api.update_container(self.container_id, mem_limit=need, memswap_limit=self._memswap())
+            self._call(
+                self.client.api.update_container, self.container_id, mem_limit=need, memswap_limit=self._memswap()
+            )
             return
-        except docker.errors.APIError as exc:
+        except (docker.errors.APIError, *_DAEMON_UNREACHABLE) as exc:
             log.debug("cannot grow sandbox %s in place (%s); replacing it", self.container_id[:12], exc)
         self._transport = None
         self._terminate()  # load_context() or start() starts the bigger one
@@ -264,6 +324,9 @@ class DockerSandbox(Sandbox):
     def _launch(self) -> Transport:
         try:
             return self._launch_container()
+        except DockerUnavailableError:
+            self._terminate()
+            raise
         except _DAEMON_UNREACHABLE as exc:
             self._terminate()
             raise DockerUnavailableError(
@@ -273,9 +336,9 @@ class DockerSandbox(Sandbox):
 
     def _launch_container(self) -> Transport:
         client = self.client
-        _reap_once(client)
-        _retry_removals(client)
-        image = ensure_image(client, self.config)
+        self._call(_reap_once, client)
+        self._call(_retry_removals, client)
+        image = self._call(ensure_image, client, self.config)
         config = self.config
         host_config = client.api.create_host_config(
             network_mode=config.network_mode,
@@ -299,8 +362,10 @@ class DockerSandbox(Sandbox):
         )
         self._created_at = time.time()
         try:
-            created = client.api.create_container(
+            created = self._call(
+                client.api.create_container,
                 image,
+                on_late=lambda created: _remove_quietly_now(client, created["Id"]),
                 command=["--max-output-bytes", str(config.max_output_bytes)],
                 user=config.user,
                 # Only what the server needs: no host variable is ever passed through.
@@ -317,15 +382,18 @@ class DockerSandbox(Sandbox):
             raise SandboxStartError(f"could not create the sandbox container: {exc.explanation or exc}") from None
         self.container_id = created["Id"]
         try:
-            attached = client.api.attach_socket(
-                self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            attached = self._call(
+                client.api.attach_socket,
+                self.container_id,
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
+                on_late=_close_quietly,
             )
             transport = AttachSocketTransport(getattr(attached, "_sock", attached))
             # The SDK's socket file object holds the socket open (socket.close() waits for
             # it) inside a reference cycle with the HTTP response: close it explicitly, or
             # each sandbox keeps a descriptor until the cyclic garbage collector runs.
             self._attach, self._attach_stream = transport, attached
-            client.api.start(self.container_id)
+            self._call(client.api.start, self.container_id)
         except docker.errors.APIError as exc:
             self._terminate()
             raise SandboxStartError(f"could not start the sandbox container: {exc.explanation or exc}") from None
@@ -336,8 +404,8 @@ class DockerSandbox(Sandbox):
             return
         try:
             # tini (init=True) is PID 1 and forwards the signal to the server only.
-            self.client.api.kill(self.container_id, signal="SIGINT")
-        except (docker.errors.APIError, *_DAEMON_UNREACHABLE):
+            self._call(self.client.api.kill, self.container_id, signal="SIGINT")
+        except (docker.errors.APIError, DockerUnavailableError, *_DAEMON_UNREACHABLE):
             pass  # already gone (the read loop will see end-of-file), or no daemon: the grace runs out
 
     def _terminate(self) -> None:
@@ -358,14 +426,17 @@ class DockerSandbox(Sandbox):
             # blocked writing to its stdout, because the host stopped reading (a protocol
             # violation mid-flood), cannot be killed under gVisor until that write completes,
             # and the removal would hang for minutes.
+            until = time.monotonic() + self._wait_s(_API_TIMEOUT_S)
             try:
-                while removal.is_alive() and attach.receive(0.05) != b"":
+                while removal.is_alive() and time.monotonic() < until and attach.receive(0.05) != b"":
                     pass
             except Exception:  # noqa: BLE001 - a broken channel only ends the draining
                 pass
             attach.close()
         _close_quietly(stream)
-        removal.join(_API_TIMEOUT_S)
+        # Past the deadline the removal goes on in the background: a daemon that comes
+        # back removes the container; one that never does took it down anyway.
+        removal.join(self._wait_s(_API_TIMEOUT_S))
 
     def _remove_quietly(self, container_id: str) -> None:
         try:
@@ -387,13 +458,13 @@ class DockerSandbox(Sandbox):
         exit_code = None
         oom_killed = False
         try:
-            exit_code = client.api.wait(container_id, timeout=5).get("StatusCode")
-            oom_killed = bool(client.api.inspect_container(container_id)["State"].get("OOMKilled"))
+            exit_code = self._call(client.api.wait, container_id, timeout=5).get("StatusCode")
+            oom_killed = bool(self._call(client.api.inspect_container, container_id)["State"].get("OOMKilled"))
         except (docker.errors.NotFound, docker.errors.APIError):
             pass  # auto_remove was quicker: the daemon's event log still knows
         except Exception:  # a wait that timed out: the container is still running
             pass
-        if not oom_killed:
+        if not oom_killed and self._wait_s(1.0) > 0:
             oom_killed, logged_exit = self._oom_from_events(container_id)
             exit_code = exit_code if exit_code is not None else logged_exit
         if oom_killed:
@@ -419,7 +490,8 @@ class DockerSandbox(Sandbox):
     def _oom_from_events(self, container_id: str) -> tuple[bool, int | None]:
         oom_killed, exit_code = False, None
         try:
-            events = self.client.api.events(
+            events = self._call(
+                self.client.api.events,
                 since=int(self._created_at) - 1,
                 until=time.time(),
                 filters={"container": container_id},
@@ -432,6 +504,6 @@ class DockerSandbox(Sandbox):
                 elif action == "die":
                     code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
                     exit_code = int(code) if code and code.isdigit() else exit_code
-        except (docker.errors.DockerException, *_DAEMON_UNREACHABLE):
+        except (docker.errors.DockerException, DockerUnavailableError, *_DAEMON_UNREACHABLE):
             pass
         return oom_killed, exit_code
