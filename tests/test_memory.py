@@ -208,3 +208,26 @@ def test_children_are_sized_from_their_prompt_before_they_start(sandbox_image):
         result = rlm.completion("root context", "combine the parts")
     assert result.stop_reason == "final", result.error
     assert sorted(_RecordingSandbox.sized) == sorted([len(b"root context"), len(json.dumps("part 0")) - 2])
+
+
+def _memory_available() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_2_gib_context_loads_with_default_settings(sandbox_image, docker_client):
+    """The issue's target. It needs about 9 GiB free (2 GiB str + its encoding on the
+    host, about 4.4 GiB in the sandbox): a host without that is told why before any
+    container starts, which the test above shows; here it is skipped."""
+    size = 2 << 30
+    if _memory_available() < 10 << 30:
+        pytest.skip("needs about 10 GiB of available memory for a 2 GiB context on both sides")
+    context = "x" * size
+    with DockerSandbox() as sandbox:
+        sandbox.load_context(context)
+        assert sandbox.execute("print(len(context), context[-3:])").stdout == f"{size} xxx\n"
+        limit = docker_client.api.inspect_container(sandbox.container_id)["HostConfig"]["Memory"]
+    assert limit == footprint_of(context).memory_bytes
