@@ -525,7 +525,10 @@ def _add_gc(commands: argparse._SubParsersAction) -> None:
     gc.add_argument(
         "--images",
         action="store_true",
-        help="also remove rlm-sandbox:<hash> images of older servers (never the current one, never a base)",
+        help=(
+            "also remove rlm-sandbox:<hash> images of older servers (never the current one, never a base; "
+            "on a daemon shared with other checkouts, their images count as older)"
+        ),
     )
     gc.add_argument("--dry-run", action="store_true", help="with --images: list the images, remove none")
     gc.set_defaults(handler=cmd_gc)
