@@ -112,3 +112,12 @@ def test_fuzz_message_validation_with_json_shaped_input(value):
         return
     # Anything accepted is one of the four known, fully typed messages.
     assert message.type in ("ready", "llm_request", "context_loaded", "exec_result")
+
+
+@pytest.mark.parametrize("context", ["", "short", "x" * 10_000_001, "ünï ✓\n" * 1000, ["a", 1], {"k": "v"}])
+def test_a_streamed_context_sends_the_same_bytes_as_the_encoded_one(context):
+    from rlm_sandbox.sandbox.protocol import context_stream, payload_pieces
+
+    header, payload = context_stream(context)
+    assert (header, b"".join(payload_pieces(payload, 4096 * 1024))) == encode_context(context)
+    assert len(payload) == len(encode_context(context)[1])

@@ -34,11 +34,12 @@ from .protocol import (
     ExecDone,
     FrameDecoder,
     LLMRequest,
-    CONTEXT_SEND_SLICE,
     Ready,
     decode_sandbox_message,
-    encode_context,
+    AsciiText,
+    context_stream,
     exec_frame,
+    payload_pieces,
     llm_result_frame,
     shutdown_frame,
 )
@@ -110,9 +111,9 @@ class Sandbox(ABC):
         self._frames: collections.deque[bytes] = collections.deque()
         self._exec_ids = itertools.count(1)
         # Kept encoded so a restart reloads it without encoding it again.
-        self._encoded_context: tuple[bytes, bytes] | None = None
+        self._encoded_context: tuple[bytes, bytes | AsciiText] | None = None
         # What size_for() encoded, kept so load_context() of the same object reuses it.
-        self._sized_for: tuple[object, tuple[bytes, bytes]] | None = None
+        self._sized_for: tuple[object, tuple[bytes, bytes | AsciiText]] | None = None
         self._closed = False
         self.restarts = 0
         # time.monotonic() after which waits on the backend (the Docker API) give up:
@@ -133,7 +134,7 @@ class Sandbox(ABC):
     def _terminate(self) -> None:
         """Kill the server process and release everything it held. Idempotent."""
 
-    def _fit_context(self, context: object, payload: bytes) -> None:
+    def _fit_context(self, context: object, payload: bytes | AsciiText) -> None:
         """Make room for a context before it is loaded (DockerSandbox sizes its memory).
 
         Called before the process starts when size_for() was used, else before the
@@ -292,7 +293,7 @@ class Sandbox(ABC):
         >>> sandbox = DockerSandbox().size_for(big_text).start()  # doctest: +SKIP
         >>> sandbox.load_context(big_text)  # doctest: +SKIP
         """
-        encoded = encode_context(context)
+        encoded = context_stream(context)
         self._fit_context(context, encoded[1])
         self._sized_for = (context, encoded)
         return self
@@ -303,7 +304,7 @@ class Sandbox(ABC):
         if sized is not None and sized[0] is context:
             encoded = sized[1]
         else:
-            encoded = encode_context(context)  # type errors surface before anything is sent
+            encoded = context_stream(context)  # type errors surface before anything is sent
             self._fit_context(context, encoded[1])
         self._ensure_running()
         self._encoded_context = encoded
@@ -337,9 +338,8 @@ class Sandbox(ABC):
         assert self._encoded_context is not None
         header, payload = self._encoded_context
         transport.send(header, timeout=self.config.start_timeout_s)
-        view = memoryview(payload)
-        for offset in range(0, len(payload), CONTEXT_SEND_SLICE):
-            transport.send(view[offset : offset + CONTEXT_SEND_SLICE], timeout=self.config.start_timeout_s)
+        for piece in payload_pieces(payload):
+            transport.send(piece, timeout=self.config.start_timeout_s)
         deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
         message = self._read_message(deadline)
         if message is None:

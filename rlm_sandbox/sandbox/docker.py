@@ -31,6 +31,7 @@ from ..errors import DockerUnavailableError, SandboxStartError
 from .base import LLMHandler, Sandbox, Transport
 from .config import SandboxConfig
 from .image import ensure_image
+from .protocol import AsciiText
 from .memory import (
     BASE_MEMORY,
     ContextFootprint,
@@ -279,7 +280,7 @@ class DockerSandbox(Sandbox):
     def _memswap(self) -> int | str:
         return self.config.memswap_limit if self.config.memswap_limit is not None else self._memory_bytes
 
-    def _fit_context(self, context: object, payload: bytes) -> None:
+    def _fit_context(self, context: object, payload: bytes | AsciiText) -> None:
         self._fit_footprint(context_footprint(context, payload))
 
     def _fit_footprint(self, footprint: ContextFootprint) -> None:

@@ -26,6 +26,7 @@ import sys
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import SandboxMemoryError
+from .protocol import AsciiText
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -111,7 +112,7 @@ def _json_decoded_estimate(payload: bytes | bytearray, width: int) -> int:
     return int(estimate)
 
 
-def context_footprint(context: object, payload: bytes | bytearray) -> ContextFootprint:
+def context_footprint(context: object, payload: bytes | bytearray | AsciiText) -> ContextFootprint:
     """The memory `context` (encoded as `payload` by encode_context) needs in the sandbox.
 
     >>> context_footprint("a" * 1000, b"a" * 1000).load_peak_bytes
@@ -130,6 +131,7 @@ def context_footprint(context: object, payload: bytes | bytearray) -> ContextFoo
         decoded = size + sys.getsizeof(b"")
         return ContextFootprint(kind="bytes", payload_bytes=size, decoded_bytes=decoded, load_peak_bytes=size + decoded)
     # JSON: json.loads decodes the whole text to one str first, then builds the objects.
+    assert not isinstance(payload, AsciiText)  # only a str is sent that way
     width = _text_width(payload)
     decoded = _json_decoded_estimate(payload, width)
     return ContextFootprint(
