@@ -361,8 +361,6 @@ def _resolve_base(
         return _ensure_bootstrap_base(client, console)
     if image_exists(client, DEFAULT_BASE):
         return DEFAULT_BASE
-    if image_exists(client, BOOTSTRAP_BASE):
-        return BOOTSTRAP_BASE  # made here before because no registry answered: no pull to wait for
     try:
         _pull(client, DEFAULT_BASE, console)
     except ImageError as exc:
