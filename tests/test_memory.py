@@ -14,8 +14,8 @@ from rlm_sandbox.errors import SandboxDiedError, SandboxMemoryError
 from rlm_sandbox.sandbox.docker import LABEL_OWNER_PID
 from rlm_sandbox.sandbox.memory import (
     BASE_MEMORY,
-    MiB,
     ContextFootprint,
+    MiB,
     check_host_memory,
     context_footprint,
     parse_size,

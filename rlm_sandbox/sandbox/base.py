@@ -30,17 +30,17 @@ from ..errors import (
 from .config import SandboxConfig
 from .protocol import (
     PROTOCOL_VERSION,
+    AsciiText,
     ContextLoaded,
     ExecDone,
     FrameDecoder,
     LLMRequest,
     Ready,
-    decode_sandbox_message,
-    AsciiText,
     context_stream,
+    decode_sandbox_message,
     exec_frame,
-    payload_pieces,
     llm_result_frame,
+    payload_pieces,
     shutdown_frame,
 )
 
@@ -134,7 +134,7 @@ class Sandbox(ABC):
     def _terminate(self) -> None:
         """Kill the server process and release everything it held. Idempotent."""
 
-    def _fit_context(self, context: object, payload: bytes | AsciiText) -> None:
+    def _fit_context(self, context: object, payload: bytes | AsciiText) -> None:  # noqa: B027 - optional hook
         """Make room for a context before it is loaded (DockerSandbox sizes its memory).
 
         Called before the process starts when size_for() was used, else before the

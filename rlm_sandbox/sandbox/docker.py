@@ -31,7 +31,6 @@ from ..errors import DockerUnavailableError, SandboxStartError
 from .base import LLMHandler, Sandbox, Transport
 from .config import SandboxConfig
 from .image import ensure_image
-from .protocol import AsciiText
 from .memory import (
     BASE_MEMORY,
     ContextFootprint,
@@ -42,6 +41,7 @@ from .memory import (
     is_local_daemon,
     parse_size,
 )
+from .protocol import AsciiText
 from .transport import AttachSocketTransport
 
 LABEL = "rlm-sandbox"
@@ -224,7 +224,9 @@ class DockerSandbox(Sandbox):
 
     # ------------------------------------------------------------- the deadline
 
-    def _call(self, operation: Callable[..., T], *args: Any, on_late: Callable[[T], None] | None = None, **kwargs: Any) -> T:
+    def _call(
+        self, operation: Callable[..., T], *args: Any, on_late: Callable[[T], None] | None = None, **kwargs: Any
+    ) -> T:
         """A Docker API call that gives up at this sandbox's deadline.
 
         A frozen daemon accepts connections and never answers; without this the

@@ -476,7 +476,9 @@ def ensure_image(client: DockerClient, config: SandboxConfig, *, console: Consol
 # ------------------------------------------------------------------ old servers
 
 
-def old_server_images(client: DockerClient, *, repository: str = IMAGE_REPOSITORY, current: str | None = None) -> list[str]:
+def old_server_images(
+    client: DockerClient, *, repository: str = IMAGE_REPOSITORY, current: str | None = None
+) -> list[str]:
     """The `rlm-sandbox:<hash>` tags on the daemon other than the current server's.
 
     Each names an image built from older (or other) sources of the server. Bases
