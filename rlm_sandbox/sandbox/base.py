@@ -228,7 +228,7 @@ class Sandbox(ABC):
         self._frames.clear()
         self._transport = self._launch()
         try:
-            message = self._read_message(time.monotonic() + self.config.start_timeout_s)
+            message = self._read_message(time.monotonic() + self._within_deadline(self.config.start_timeout_s))
             if message is None:
                 raise SandboxStartError(
                     f"the sandbox did not report ready within {self.config.start_timeout_s:g} s"
@@ -263,6 +263,13 @@ class Sandbox(ABC):
                 self._stream_context()
         assert self._transport is not None
         return self._transport
+
+    def _within_deadline(self, seconds: float) -> float:
+        """A wait on the sandbox of at most `seconds`, cut at `deadline` (a frozen daemon
+        stops relaying the channel; the completion's deadline bounds that)."""
+        if self.deadline is None:
+            return seconds
+        return max(min(seconds, self.deadline - time.monotonic()), 0.1)
 
     # ------------------------------------------------------------- frames
 
@@ -337,10 +344,12 @@ class Sandbox(ABC):
         transport = self._ensure_running()
         assert self._encoded_context is not None
         header, payload = self._encoded_context
-        transport.send(header, timeout=self.config.start_timeout_s)
+        transport.send(header, timeout=self._within_deadline(self.config.start_timeout_s))
         for piece in payload_pieces(payload):
-            transport.send(piece, timeout=self.config.start_timeout_s)
-        deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
+            transport.send(piece, timeout=self._within_deadline(self.config.start_timeout_s))
+        deadline = time.monotonic() + self._within_deadline(
+            _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
+        )
         message = self._read_message(deadline)
         if message is None:
             raise SandboxError("the sandbox did not confirm the context in time")

@@ -27,7 +27,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig, Ulimit
 
-from ..errors import DockerUnavailableError, SandboxStartError
+from ..errors import CompletionTimeoutError, DockerUnavailableError, RLMSandboxError, SandboxStartError
 from .base import LLMHandler, Sandbox, Transport
 from .config import SandboxConfig
 from .image import ensure_image
@@ -237,6 +237,9 @@ class DockerSandbox(Sandbox):
         deadline = self.deadline
         if deadline is None:
             return operation(*args, **kwargs)
+        # Past the deadline the call is still made (a kill, a removal must happen) but
+        # not waited for, and the error is the deadline's, not the daemon's.
+        late = deadline <= time.monotonic()
         outcome: dict[str, Any] = {}
         done = threading.Event()
         abandoned = threading.Event()
@@ -258,6 +261,10 @@ class DockerSandbox(Sandbox):
             abandoned.set()
             if done.is_set() and on_late is not None and "value" in outcome:
                 on_late(outcome["value"])  # answered in the instant between the two
+            if late:
+                raise CompletionTimeoutError(
+                    "the completion's deadline passed while the sandbox waited on the Docker daemon"
+                )
             raise DockerUnavailableError(
                 f"the Docker daemon did not answer {getattr(operation, '__name__', 'a call')} before the "
                 "completion's deadline. Is it frozen or overloaded? Try `docker info`."
@@ -327,7 +334,7 @@ class DockerSandbox(Sandbox):
     def _launch(self) -> Transport:
         try:
             return self._launch_container()
-        except DockerUnavailableError:
+        except (DockerUnavailableError, CompletionTimeoutError):
             self._terminate()
             raise
         except _DAEMON_UNREACHABLE as exc:
@@ -408,7 +415,7 @@ class DockerSandbox(Sandbox):
         try:
             # tini (init=True) is PID 1 and forwards the signal to the server only.
             self._call(self.client.api.kill, self.container_id, signal="SIGINT")
-        except (docker.errors.APIError, DockerUnavailableError, *_DAEMON_UNREACHABLE):
+        except (docker.errors.APIError, RLMSandboxError, *_DAEMON_UNREACHABLE):
             pass  # already gone (the read loop will see end-of-file), or no daemon: the grace runs out
 
     def _terminate(self) -> None:
@@ -507,6 +514,6 @@ class DockerSandbox(Sandbox):
                 elif action == "die":
                     code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
                     exit_code = int(code) if code and code.isdigit() else exit_code
-        except (docker.errors.DockerException, DockerUnavailableError, *_DAEMON_UNREACHABLE):
+        except (docker.errors.DockerException, RLMSandboxError, *_DAEMON_UNREACHABLE):
             pass
         return oom_killed, exit_code

@@ -82,3 +82,16 @@ def test_a_daemon_frozen_mid_exec_is_bounded_by_the_deadline(proxy, docker_clien
     proxy.thaw()
     left = wait_until_none_of(docker_client, set(ours(docker_client)) - before, timeout=60)
     assert not left, f"containers left after the daemon thawed: {left}"
+
+
+def test_a_healthy_daemon_past_the_deadline_is_a_timeout_not_a_daemon_error(sandbox_image):
+    """Code that ignores the interrupt at the deadline loses its sandbox; the restart
+    is not waited for, and the run ends as a timeout (the daemon did nothing wrong)."""
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
+    with FakeOpenAIServer(lambda body: Reply.text(f"```repl\n{code}\n```")) as server:
+        rlm = RLM(model="fake", base_url=server.base_url, api_key="k", sandbox=True,
+                  limits=Limits(timeout_s=4, exec_timeout_s=60))
+        started = time.monotonic()
+        result = rlm.completion("ctx", "q")
+    assert time.monotonic() - started < 4 + SLACK_S
+    assert result.stop_reason == "timeout", result.error
