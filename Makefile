@@ -8,16 +8,22 @@ BIN := $(VENV)/bin
 # Touched after a successful install: newer than pyproject.toml means nothing to do.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup demo test
+.PHONY: setup demo test host
 
-$(INSTALLED): pyproject.toml
+# The host's part (python3-venv, a Docker daemon, debootstrap without a registry):
+# installed where it may be (root), else it stops with the exact command to run.
+# The same script CI runs (.ci/run), so the two cannot drift apart.
+host:
+	@scripts/setup-host
+
+$(INSTALLED): pyproject.toml | host
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 # --fallback-bootstrap: without a registry (air-gapped CI) build the base from
 # Debian packages instead of failing.
-setup: $(INSTALLED)
+setup: host $(INSTALLED)
 	$(BIN)/rlm-sandbox image build --fallback-bootstrap
 
 # The reference RLM demo: a magic number among a million lines of noise. Uses the

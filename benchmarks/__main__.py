@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from . import hostcalls, measures
+from .big_context import big_context_load
 from .runtime_share import runtime_share
 
 console = Console(stderr=True, highlight=False)
 
-FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10}
-QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2}
+FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10, "big_sizes_mb": [1024, 2048]}
+QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2, "big_sizes_mb": [16]}
 
 
 def plan(settings: dict, runtimes: list[str]) -> dict:
@@ -33,6 +34,7 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         "llm_query_round_trip": lambda: measures.llm_round_trip(kinds, settings["repeat"]),
         "sandbox_start": lambda: measures.sandbox_start(kinds, settings["start_repeat"]),
         "context_load": lambda: measures.context_load(kinds, settings["sizes_mb"]),
+        "big_context_load": lambda: big_context_load(runtimes, settings["big_sizes_mb"]),
         "idle_memory": lambda: measures.idle_memory(runtimes, settings["idle"]),
         "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
         "runtime_share": lambda: runtime_share(runtimes[0] if runtimes else "runc", settings["niah_lines"], settings["niah_repeat"]),

@@ -153,11 +153,9 @@ def context_load(kinds: list[str], sizes_mb: list[int]) -> dict[str, Any]:
     line = "lorem ipsum dolor sit amet, consectetur adipiscing elit 0123456789\n"
     for size in sizes_mb:
         text = line * (size * MiB // len(line))
-        # A str of N MB needs about 2N inside (frames, then the joined value): give it room.
-        memory = f"{max(512, 3 * size + 256)}m"
         for kind in kinds:
-            config = SandboxConfig(mem_limit=memory)
-            with make(kind, config) as sandbox:
+            # Default settings: the sandbox is sized to the context automatically.
+            with make(kind) as sandbox:
                 started = time.perf_counter()
                 sandbox.load_context(text)
                 seconds = time.perf_counter() - started

@@ -79,7 +79,25 @@ def cmd_gc(args: argparse.Namespace) -> int:
         out.print(table)
     which = "sandbox containers" if args.all else "stale sandbox containers"
     out.print(f"removed {len(removed)} {which}")
+    if args.images:
+        _gc_images(args.dry_run)
     return 0
+
+
+def _gc_images(dry_run: bool) -> None:
+    from .sandbox.docker import docker_client
+    from .sandbox.image import image_tag, remove_old_images
+
+    results = remove_old_images(docker_client(), dry_run=dry_run)
+    if results:
+        table = Table("image of an older server", "removed", "why not")
+        for result in results:
+            removed = "yes" if result.removed else "no"
+            table.add_row(escape(result.tag), removed, escape(result.reason))
+        out.print(table)
+    verb = "would remove" if dry_run else "removed"
+    count = len(results) if dry_run else sum(result.removed for result in results)
+    out.print(f"{verb} {count} images of older servers; kept the current one, {escape(image_tag())}, and the bases")
 
 
 # ------------------------------------------------------------------ doctor
@@ -569,8 +587,19 @@ def _add_image(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_gc(commands: argparse._SubParsersAction) -> None:
-    gc = commands.add_parser("gc", help="remove sandbox containers left behind by dead processes")
+    gc = commands.add_parser(
+        "gc", help="remove sandbox containers left behind by dead processes (and, with --images, old images)"
+    )
     gc.add_argument("--all", action="store_true", help="remove every sandbox container, including live ones")
+    gc.add_argument(
+        "--images",
+        action="store_true",
+        help=(
+            "also remove rlm-sandbox:<hash> images of older servers (never the current one, never a base; "
+            "on a daemon shared with other checkouts, their images count as older)"
+        ),
+    )
+    gc.add_argument("--dry-run", action="store_true", help="with --images: list the images, remove none")
     gc.set_defaults(handler=cmd_gc)
 
 

@@ -27,6 +27,13 @@ class SandboxStartError(SandboxError):
     """A sandbox was created but never said it was ready."""
 
 
+class SandboxMemoryError(SandboxError):
+    """The Docker host cannot give a sandbox the memory its context needs.
+
+    Raised before any container starts; the message says how much is needed.
+    """
+
+
 class SandboxDiedError(SandboxError):
     """The sandbox process or container ended while the host still needed it."""
 

@@ -305,6 +305,8 @@ class _NodeLoop:
             try:
                 sandbox = self.rlm._sandbox_factory(**handlers)
                 self.router.attach(sandbox, node, depth)
+                remaining = self.budget.remaining_s()  # a frozen Docker daemon must not outlast the deadline
+                sandbox.deadline = None if remaining is None else time.monotonic() + remaining
             except BaseException:
                 slots.release()
                 raise

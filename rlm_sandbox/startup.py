@@ -114,6 +114,10 @@ class SandboxStart:
             with self._lock:
                 self._sandbox = sandbox
             self._check()
+            if self._context is not _NO_CONTEXT and not sandbox.is_running:
+                # Sized before its container exists, so no container is made twice (a
+                # pooled sandbox is running already: load_context() resizes it).
+                sandbox.size_for(self._context)
             sandbox.start()
             if self._context is not _NO_CONTEXT:
                 self._check()

@@ -571,6 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     # Private copies of the channel and of stderr (for the server's own fatal errors),
     # marked close-on-exec so no child process inherits them.
     channel = Channel(os.dup(0), os.dup(1))
+    try:
+        # Docker hands stdin over as a pipe of 64 KiB: a gigabyte context would cross
+        # it in 16k wake-ups of the reader. 1 MiB is the unprivileged maximum.
+        fcntl.fcntl(channel.read_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (OSError, AttributeError):
+        pass  # not a pipe (gVisor, a socket): nothing to gain
     DIAG = os.fdopen(os.dup(2), "w", buffering=1)
     try:
         repl = Repl(channel, OutputCapture(args.max_output_bytes), args.max_final_bytes)

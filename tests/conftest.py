@@ -18,6 +18,17 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RUNTIMES = ("runc", "runsc")
 
 
+def missing_runtime(name: str) -> str:
+    """Why a runtime's tests are skipped, and how to enable them."""
+    if name == "runsc":
+        return (
+            "the Docker daemon has no 'runsc' (gVisor) runtime; to run these tests, install and register it "
+            "with `sudo scripts/setup-host --gvisor` (apt-get install runsc, add it to /etc/docker/daemon.json, "
+            "reload dockerd)"
+        )
+    return f"the Docker daemon has no {name!r} runtime; check `docker info --format '{{{{.Runtimes}}}}'`"
+
+
 def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI needs this, and it is missing: {reason}", pytrace=False)
@@ -51,7 +62,7 @@ def available_runtimes(docker_client) -> set[str]:
 @pytest.fixture(params=RUNTIMES)
 def runtime(request, available_runtimes, sandbox_image) -> str:
     if request.param not in available_runtimes:
-        _unavailable(f"the Docker daemon has no {request.param!r} runtime (see .ci/run for how to register it)")
+        _unavailable(missing_runtime(request.param))
     return request.param
 
 
@@ -61,7 +72,7 @@ def sandbox_kind(request) -> str:
     if request.param != "local":
         request.getfixturevalue("sandbox_image")
         if request.param not in request.getfixturevalue("available_runtimes"):
-            _unavailable(f"the Docker daemon has no {request.param!r} runtime")
+            _unavailable(missing_runtime(request.param))
     return request.param
 
 

@@ -16,7 +16,7 @@ import pytest
 from rlm_sandbox.sandbox.config import SandboxConfig
 from rlm_sandbox.sandbox.docker import LABEL, LABEL_OWNER_PID, DockerSandbox
 
-from .conftest import RUNTIMES, _unavailable
+from .conftest import RUNTIMES, _unavailable, missing_runtime
 
 MiB = 1024 * 1024
 
@@ -27,7 +27,7 @@ def hardened(request):
     client = request.getfixturevalue("docker_client")
     request.getfixturevalue("sandbox_image")
     if request.param not in (client.info().get("Runtimes") or {}):
-        _unavailable(f"the Docker daemon has no {request.param!r} runtime")
+        _unavailable(missing_runtime(request.param))
     with DockerSandbox(SandboxConfig(runtime=request.param)) as sandbox:
         yield sandbox
 

@@ -141,3 +141,21 @@ def test_docker_sandbox_is_the_default_factory(sandbox_image):
             assert isinstance(sandbox, DockerSandbox)
         finally:
             sandbox.close()
+
+
+class _SlowStart(DockerSandbox):
+    """A start slower than the pool's idle_s, as on a loaded host."""
+
+    def start(self):
+        time.sleep(0.8)
+        return super().start()
+
+
+def test_a_refill_slower_than_idle_s_still_fills_the_pool(sandbox_image, docker_client):
+    """The idle clock must not run out while a refill start is in flight (it once left
+    the pool one short for good)."""
+    with SandboxPool(size=2, min_size=1, idle_s=0.5, factory=_SlowStart) as pool:
+        assert pool.wait_until_warm(timeout_s=60)
+        pool.acquire().close()
+        assert pool.wait_until_warm(2, timeout_s=60), f"the pool stayed at {pool.warm} of 2"
+        assert eventually(lambda: pool.warm == 1, timeout_s=20), "and it still shrinks once idle"

@@ -125,3 +125,12 @@ def test_images_per_prompt_are_capped_by_the_frame_schema():
     assert decode_sandbox_message(request(MAX_IMAGES_PER_PROMPT)).images is not None
     with pytest.raises(ProtocolError):
         decode_sandbox_message(request(MAX_IMAGES_PER_PROMPT + 1))
+
+
+@pytest.mark.parametrize("context", ["", "short", "x" * 10_000_001, "ünï ✓\n" * 1000, ["a", 1], {"k": "v"}])
+def test_a_streamed_context_sends_the_same_bytes_as_the_encoded_one(context):
+    from rlm_sandbox.sandbox.protocol import context_stream, payload_pieces
+
+    header, payload = context_stream(context)
+    assert (header, b"".join(payload_pieces(payload, 4096 * 1024))) == encode_context(context)
+    assert len(payload) == len(encode_context(context)[1])

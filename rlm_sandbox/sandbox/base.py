@@ -32,18 +32,19 @@ from .config import SandboxConfig
 from .hostcalls import HostCalls, HostRequest
 from .protocol import (
     PROTOCOL_VERSION,
+    AsciiText,
     ContextLoaded,
     ExecDone,
     FrameDecoder,
     LLMRequest,
-    CONTEXT_SEND_SLICE,
     Context,
     Ready,
     ToolRequest,
+    context_stream,
     decode_sandbox_message,
-    encode_context,
     exec_frame,
     llm_result_frame,
+    payload_pieces,
     shutdown_frame,
     tool_result_frame,
     tools_frame,
@@ -132,11 +133,16 @@ class Sandbox(ABC):
         self._frames: collections.deque[bytes] = collections.deque()
         self._exec_ids = itertools.count(1)
         # Kept encoded so a restart reloads it without encoding it again.
-        self._encoded_context: tuple[bytes, bytes] | None = None
+        self._encoded_context: tuple[bytes, bytes | AsciiText] | None = None
+        # What size_for() encoded, kept so load_context() of the same object reuses it.
+        self._sized_for: tuple[object, tuple[bytes, bytes | AsciiText]] | None = None
         self._closed = False
         self._on_gone: list[Callable[[], None]] = []
         self._on_gone_lock = threading.Lock()
         self.restarts = 0
+        # time.monotonic() after which waits on the backend (the Docker API) give up:
+        # the completion's deadline, set by the RLM. None: the backend's own timeouts.
+        self.deadline: float | None = None
 
     # ------------------------------------------------------------- subclass hooks
 
@@ -151,6 +157,13 @@ class Sandbox(ABC):
     @abstractmethod
     def _terminate(self) -> None:
         """Kill the server process and release everything it held. Idempotent."""
+
+    def _fit_context(self, context: object, payload: bytes | AsciiText) -> None:  # noqa: B027 - optional hook
+        """Make room for a context before it is loaded (DockerSandbox sizes its memory).
+
+        Called before the process starts when size_for() was used, else before the
+        context is streamed; may replace a running process with a bigger one.
+        """
 
     @abstractmethod
     def _death_cause(self) -> str:
@@ -254,7 +267,7 @@ class Sandbox(ABC):
         self._frames.clear()
         self._transport = self._launch()
         try:
-            message = self._read_message(time.monotonic() + self.config.start_timeout_s)
+            message = self._read_message(time.monotonic() + self._within_deadline(self.config.start_timeout_s))
             if message is None:
                 raise SandboxStartError(
                     f"the sandbox did not report ready within {self.config.start_timeout_s:g} s"
@@ -305,6 +318,13 @@ class Sandbox(ABC):
             with self._send_lock:
                 transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
 
+    def _within_deadline(self, seconds: float) -> float:
+        """A wait on the sandbox of at most `seconds`, cut at `deadline` (a frozen daemon
+        stops relaying the channel; the completion's deadline bounds that)."""
+        if self.deadline is None:
+            return seconds
+        return max(min(seconds, self.deadline - time.monotonic()), 0.1)
+
     # ------------------------------------------------------------- frames
 
     def _read_message(self, deadline: float):
@@ -325,9 +345,30 @@ class Sandbox(ABC):
 
     # ------------------------------------------------------------- context
 
+    def size_for(self, context: object) -> "Sandbox":
+        """Size the sandbox for `context` before it starts, so no container is made twice.
+
+        Encodes the context once (load_context() of the same object reuses it) and
+        raises SandboxMemoryError, before any container starts, if the host cannot
+        hold it. Optional: load_context() alone sizes a running sandbox too, by
+        growing or replacing it.
+
+        >>> sandbox = DockerSandbox().size_for(big_text).start()  # doctest: +SKIP
+        >>> sandbox.load_context(big_text)  # doctest: +SKIP
+        """
+        encoded = context_stream(context)
+        self._fit_context(context, encoded[1])
+        self._sized_for = (context, encoded)
+        return self
+
     def load_context(self, context: Context) -> None:
         """Make `context` the value of the variable `context` inside the sandbox."""
-        encoded = encode_context(context)  # type errors surface before anything is sent
+        sized, self._sized_for = self._sized_for, None
+        if sized is not None and sized[0] is context:
+            encoded = sized[1]
+        else:
+            encoded = context_stream(context)  # type errors surface before anything is sent
+            self._fit_context(context, encoded[1])
         self._ensure_running()
         self._encoded_context = encoded
         # Two attempts: a sandbox that died while idle (a warm one killed from outside)
@@ -337,7 +378,12 @@ class Sandbox(ABC):
                 self._stream_context()
                 return
             except (_ChannelClosed, ProtocolError, OSError) as exc:
-                cause = self._explain_death() if isinstance(exc, _ChannelClosed) else str(exc)
+                if isinstance(exc, _ChannelClosed):
+                    cause = self._explain_death()
+                elif isinstance(exc, OSError):  # the sandbox stopped reading mid-send: say why it died
+                    cause = f"{exc}; {self._explain_death()}"
+                else:
+                    cause = str(exc)
                 if attempt == 1:
                     self._transport = None
                     self._terminate()
@@ -355,11 +401,12 @@ class Sandbox(ABC):
         assert self._encoded_context is not None
         header, payload = self._encoded_context
         with self._send_lock:
-            transport.send(header, timeout=self.config.start_timeout_s)
-            view = memoryview(payload)
-            for offset in range(0, len(payload), CONTEXT_SEND_SLICE):
-                transport.send(view[offset : offset + CONTEXT_SEND_SLICE], timeout=self.config.start_timeout_s)
-        deadline = time.monotonic() + _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
+            transport.send(header, timeout=self._within_deadline(self.config.start_timeout_s))
+            for piece in payload_pieces(payload):
+                transport.send(piece, timeout=self._within_deadline(self.config.start_timeout_s))
+        deadline = time.monotonic() + self._within_deadline(
+            _CONTEXT_LOAD_FLOOR_S + len(payload) / _CONTEXT_LOAD_MIN_RATE
+        )
         message = self._read_message(deadline)
         if message is None:
             raise SandboxError("the sandbox did not confirm the context in time")

@@ -32,8 +32,14 @@ class SandboxConfig(BaseModel):
     tmpfs_options: str = "noexec,nosuid,nodev"
     pids_limit: int = 128
     init: bool = True
-    mem_limit: str = "512m"
-    memswap_limit: str | None = Field(default=None, description="None: same as mem_limit, i.e. no swap.")
+    mem_limit: str | None = Field(
+        default=None,
+        description=(
+            "None: sized automatically, 512 MiB plus what loading the context needs (the host's "
+            "own figure, never the container's). A value such as '2g' is used as given, whatever the context."
+        ),
+    )
+    memswap_limit: str | None = Field(default=None, description="None: same as the memory limit, i.e. no swap.")
     nano_cpus: int = 1_000_000_000
     nofile: int = 1024
     fsize_bytes: int = 64 * MiB
@@ -54,4 +60,5 @@ class SandboxConfig(BaseModel):
         return f"size={self.tmpfs_size},{self.tmpfs_options}"
 
     def memswap(self) -> str:
-        return self.memswap_limit if self.memswap_limit is not None else self.mem_limit
+        """The swap-inclusive limit for a sandbox without a context (see DockerSandbox for one with)."""
+        return self.memswap_limit if self.memswap_limit is not None else (self.mem_limit or "512m")

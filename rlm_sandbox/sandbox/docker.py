@@ -18,17 +18,30 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 from docker.types import LogConfig, Ulimit
 
-from ..errors import DockerUnavailableError, SandboxStartError
+from ..errors import CompletionTimeoutError, DockerUnavailableError, RLMSandboxError, SandboxStartError
 from .base import LLMHandler, Sandbox, Transport
 from .config import SandboxConfig
 from .image import ensure_image
+from .memory import (
+    BASE_MEMORY,
+    ContextFootprint,
+    check_host_memory,
+    context_footprint,
+    docker_size,
+    format_size,
+    is_local_daemon,
+    parse_size,
+)
+from .protocol import AsciiText
 from .transport import AttachSocketTransport
 
 LABEL = "rlm-sandbox"
@@ -43,6 +56,7 @@ _API_POOL_SIZE = 64
 _API_TIMEOUT_S = 120
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What docker-py raises when the daemon cannot be reached at all (socket gone, connection
 # refused or reset, no answer in time). These are not DockerException subclasses, so
@@ -124,6 +138,13 @@ def _remove_container(client: docker.DockerClient, container_id: str) -> bool:
         raise
 
 
+def _remove_quietly_now(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        _remove_container(client, container_id)
+    except (docker.errors.APIError, *_DAEMON_UNREACHABLE):
+        _remove_later(client, container_id)
+
+
 def _close_quietly(stream: object) -> None:
     close = getattr(stream, "close", None)
     if close is not None:
@@ -190,18 +211,132 @@ class DockerSandbox(Sandbox):
         self._created_at = 0.0
         self._attach: AttachSocketTransport | None = None
         self._attach_stream = None
+        # The memory limit of the next container (and of the running one, once grown):
+        # the config's, or BASE_MEMORY until a context says it needs more.
+        self._memory_bytes = parse_size(self.config.mem_limit) if self.config.mem_limit else BASE_MEMORY
+        self._footprint: ContextFootprint | None = None
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker_client(self.config.docker_host)
+            self._client = self._call(docker_client, self.config.docker_host)
         return self._client
+
+    # ------------------------------------------------------------- the deadline
+
+    def _call(
+        self, operation: Callable[..., T], *args: Any, on_late: Callable[[T], None] | None = None, **kwargs: Any
+    ) -> T:
+        """A Docker API call that gives up at this sandbox's deadline.
+
+        A frozen daemon accepts connections and never answers; without this the
+        caller would wait the SDK's 120 s timeout per call, several calls in a row.
+        The call itself runs on in a daemon thread; `on_late` gets what it returns
+        after all (a container created late is removed that way).
+        """
+        deadline = self.deadline
+        if deadline is None:
+            return operation(*args, **kwargs)
+        # Past the deadline the call is still made (a kill, a removal must happen) but
+        # not waited for, and the error is the deadline's, not the daemon's.
+        late = deadline <= time.monotonic()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+        abandoned = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = operation(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                outcome["error"] = exc
+            done.set()
+            if abandoned.is_set() and on_late is not None and "value" in outcome:
+                try:
+                    on_late(outcome["value"])
+                except Exception:  # noqa: BLE001 - a best-effort cleanup on a daemon thread
+                    log.debug("cleanup after a late Docker answer failed", exc_info=True)
+
+        threading.Thread(target=run, name="rlm-sandbox-docker-call", daemon=True).start()
+        if not done.wait(max(deadline - time.monotonic(), 0.0)):
+            abandoned.set()
+            if done.is_set() and on_late is not None and "value" in outcome:
+                on_late(outcome["value"])  # answered in the instant between the two
+            if late:
+                raise CompletionTimeoutError(
+                    "the completion's deadline passed while the sandbox waited on the Docker daemon"
+                )
+            raise DockerUnavailableError(
+                f"the Docker daemon did not answer {getattr(operation, '__name__', 'a call')} before the "
+                "completion's deadline. Is it frozen or overloaded? Try `docker info`."
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def _wait_s(self, longest: float) -> float:
+        """How long a wait on Docker may last: `longest`, cut at the deadline."""
+        if self.deadline is None:
+            return longest
+        return max(min(longest, self.deadline - time.monotonic()), 0.0)
+
+    # ------------------------------------------------------------- memory
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        """The memory limit this sandbox's container has (or will be created with)."""
+        return self._memory_bytes
+
+    def _memswap(self) -> int | str:
+        return self.config.memswap_limit if self.config.memswap_limit is not None else self._memory_bytes
+
+    def _fit_context(self, context: object, payload: bytes | AsciiText) -> None:
+        self._fit_footprint(context_footprint(context, payload))
+
+    def _fit_footprint(self, footprint: ContextFootprint) -> None:
+        self._footprint = footprint
+        if self.config.mem_limit is not None:
+            return  # an explicit limit wins; a load it cannot hold says what it needed
+        need = footprint.memory_bytes
+        if need <= self._memory_bytes:
+            return
+        try:
+            check_host_memory(
+                need,
+                total=self._call(self.client.info).get("MemTotal"),
+                local=is_local_daemon(self.client.api.base_url),
+                footprint=footprint,
+            )
+        except _DAEMON_UNREACHABLE as exc:
+            raise DockerUnavailableError(f"the Docker daemon did not answer ({exc}). Is it running?") from None
+        self._memory_bytes = need
+        if self.container_id is not None and self._transport is not None:
+            self._grow(need)
+
+    def _grow(self, need: int) -> None:
+        """Raise a running container's limit; where the runtime cannot (gVisor), replace it.
+
+        The sandbox has no context yet when this runs (a warm one from a pool), or is
+        about to get a new one, so a replacement loses nothing that is not reloaded.
+        """
+        assert self.container_id is not None
+        try:
+            self._call(
+                self.client.api.update_container, self.container_id, mem_limit=need, memswap_limit=self._memswap()
+            )
+            return
+        except (docker.errors.APIError, *_DAEMON_UNREACHABLE) as exc:
+            log.debug("cannot grow sandbox %s in place (%s); replacing it", self.container_id[:12], exc)
+        self._transport = None
+        self._terminate()  # load_context() or start() starts the bigger one
 
     # ------------------------------------------------------------- hooks
 
     def _launch(self) -> Transport:
         try:
             return self._launch_container()
+        except (DockerUnavailableError, CompletionTimeoutError):
+            self._terminate()
+            raise
         except _DAEMON_UNREACHABLE as exc:
             self._terminate()
             raise DockerUnavailableError(
@@ -211,9 +346,9 @@ class DockerSandbox(Sandbox):
 
     def _launch_container(self) -> Transport:
         client = self.client
-        _reap_once(client)
-        _retry_removals(client)
-        image = ensure_image(client, self.config)
+        self._call(_reap_once, client)
+        self._call(_retry_removals, client)
+        image = self._call(ensure_image, client, self.config)
         config = self.config
         host_config = client.api.create_host_config(
             network_mode=config.network_mode,
@@ -224,8 +359,8 @@ class DockerSandbox(Sandbox):
             tmpfs={"/tmp": config.tmpfs_mount_options()},
             pids_limit=config.pids_limit,
             init=config.init,
-            mem_limit=config.mem_limit,
-            memswap_limit=config.memswap(),
+            mem_limit=self._memory_bytes,
+            memswap_limit=self._memswap(),
             nano_cpus=config.nano_cpus,
             ulimits=[
                 Ulimit(name="nofile", soft=config.nofile, hard=config.nofile),
@@ -237,8 +372,10 @@ class DockerSandbox(Sandbox):
         )
         self._created_at = time.time()
         try:
-            created = client.api.create_container(
+            created = self._call(
+                client.api.create_container,
                 image,
+                on_late=lambda created: _remove_quietly_now(client, created["Id"]),
                 command=["--max-output-bytes", str(config.max_output_bytes)],
                 user=config.user,
                 # Only what the server needs: no host variable is ever passed through.
@@ -255,15 +392,18 @@ class DockerSandbox(Sandbox):
             raise SandboxStartError(f"could not create the sandbox container: {exc.explanation or exc}") from None
         self.container_id = created["Id"]
         try:
-            attached = client.api.attach_socket(
-                self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            attached = self._call(
+                client.api.attach_socket,
+                self.container_id,
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
+                on_late=_close_quietly,
             )
             transport = AttachSocketTransport(getattr(attached, "_sock", attached))
             # The SDK's socket file object holds the socket open (socket.close() waits for
             # it) inside a reference cycle with the HTTP response: close it explicitly, or
             # each sandbox keeps a descriptor until the cyclic garbage collector runs.
             self._attach, self._attach_stream = transport, attached
-            client.api.start(self.container_id)
+            self._call(client.api.start, self.container_id)
         except docker.errors.APIError as exc:
             self._terminate()
             raise SandboxStartError(f"could not start the sandbox container: {exc.explanation or exc}") from None
@@ -274,8 +414,8 @@ class DockerSandbox(Sandbox):
             return
         try:
             # tini (init=True) is PID 1 and forwards the signal to the server only.
-            self.client.api.kill(self.container_id, signal="SIGINT")
-        except (docker.errors.APIError, *_DAEMON_UNREACHABLE):
+            self._call(self.client.api.kill, self.container_id, signal="SIGINT")
+        except (docker.errors.APIError, RLMSandboxError, *_DAEMON_UNREACHABLE):
             pass  # already gone (the read loop will see end-of-file), or no daemon: the grace runs out
 
     def _terminate(self) -> None:
@@ -296,14 +436,17 @@ class DockerSandbox(Sandbox):
             # blocked writing to its stdout, because the host stopped reading (a protocol
             # violation mid-flood), cannot be killed under gVisor until that write completes,
             # and the removal would hang for minutes.
+            until = time.monotonic() + self._wait_s(_API_TIMEOUT_S)
             try:
-                while removal.is_alive() and attach.receive(0.05) != b"":
+                while removal.is_alive() and time.monotonic() < until and attach.receive(0.05) != b"":
                     pass
             except Exception:  # noqa: BLE001 - a broken channel only ends the draining
                 pass
             attach.close()
         _close_quietly(stream)
-        removal.join(_API_TIMEOUT_S)
+        # Past the deadline the removal goes on in the background: a daemon that comes
+        # back removes the container; one that never does took it down anyway.
+        removal.join(self._wait_s(_API_TIMEOUT_S))
 
     def _remove_quietly(self, container_id: str) -> None:
         try:
@@ -325,27 +468,40 @@ class DockerSandbox(Sandbox):
         exit_code = None
         oom_killed = False
         try:
-            exit_code = client.api.wait(container_id, timeout=5).get("StatusCode")
-            oom_killed = bool(client.api.inspect_container(container_id)["State"].get("OOMKilled"))
+            exit_code = self._call(client.api.wait, container_id, timeout=5).get("StatusCode")
+            oom_killed = bool(self._call(client.api.inspect_container, container_id)["State"].get("OOMKilled"))
         except (docker.errors.NotFound, docker.errors.APIError):
             pass  # auto_remove was quicker: the daemon's event log still knows
         except Exception:  # a wait that timed out: the container is still running
             pass
-        if not oom_killed:
+        if not oom_killed and self._wait_s(1.0) > 0:
             oom_killed, logged_exit = self._oom_from_events(container_id)
             exit_code = exit_code if exit_code is not None else logged_exit
         if oom_killed:
-            return f"the sandbox ran out of memory and was killed (OOMKilled; memory limit {self.config.mem_limit})"
+            return self._oom_explanation()
         if exit_code is None:
             return "the sandbox container stopped for an unknown reason"
         if exit_code > 128:
             return f"the sandbox container was killed by signal {exit_code - 128} (exit code {exit_code})"
         return f"the sandbox container exited with code {exit_code}"
 
+    def _oom_explanation(self) -> str:
+        limit = docker_size(self._memory_bytes)
+        message = f"the sandbox ran out of memory and was killed (OOMKilled; memory limit {limit})"
+        footprint = self._footprint
+        if footprint is not None and footprint.memory_bytes > self._memory_bytes:
+            return (
+                f"{message}: its {footprint.kind} context ({format_size(footprint.payload_bytes)} encoded) needs "
+                f"about {format_size(footprint.memory_bytes)}. Set SandboxConfig(mem_limit="
+                f"{docker_size(footprint.memory_bytes)!r}) or more, or leave mem_limit unset to size it automatically"
+            )
+        return f"{message}. Give it more with SandboxConfig(mem_limit=...) above {limit}"
+
     def _oom_from_events(self, container_id: str) -> tuple[bool, int | None]:
         oom_killed, exit_code = False, None
         try:
-            events = self.client.api.events(
+            events = self._call(
+                self.client.api.events,
                 since=int(self._created_at) - 1,
                 until=time.time(),
                 filters={"container": container_id},
@@ -358,6 +514,6 @@ class DockerSandbox(Sandbox):
                 elif action == "die":
                     code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
                     exit_code = int(code) if code and code.isdigit() else exit_code
-        except (docker.errors.DockerException, *_DAEMON_UNREACHABLE):
+        except (docker.errors.DockerException, RLMSandboxError, *_DAEMON_UNREACHABLE):
             pass
         return oom_killed, exit_code

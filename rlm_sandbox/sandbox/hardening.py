@@ -283,7 +283,7 @@ def _filesystem_checks(report: _ProbeReport, config: SandboxConfig) -> list[Hard
 
 
 def _limit_checks(report: _ProbeReport, config: SandboxConfig) -> list[HardeningCheck]:
-    memory = _parse_size(config.mem_limit)
+    memory = _parse_size(config.mem_limit or "512m")  # a probe loads no context: the base size
     fsize = (config.fsize_bytes, config.fsize_bytes)
     nofile = (config.nofile, config.nofile)
     return [

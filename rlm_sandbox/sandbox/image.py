@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import docker.errors
 from docker import DockerClient
@@ -208,7 +210,8 @@ def _require_debootstrap() -> str:
         )
     path = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
     if path is None:
-        raise ImageError("debootstrap is not installed: apt-get install debootstrap")
+        sudo = "" if os.geteuid() == 0 else "sudo "
+        raise ImageError(f"debootstrap is not installed; install it with `{sudo}apt-get install -y debootstrap`")
     return path
 
 
@@ -468,3 +471,54 @@ def ensure_image(client: DockerClient, config: SandboxConfig, *, console: Consol
                 tag = build_image(client, base_image=_automatic_base(client), console=console)
             _known_images.add((daemon, tag))
     return tag
+
+
+# ------------------------------------------------------------------ old servers
+
+
+def old_server_images(
+    client: DockerClient, *, repository: str = IMAGE_REPOSITORY, current: str | None = None
+) -> list[str]:
+    """The `rlm-sandbox:<hash>` tags on the daemon other than the current server's.
+
+    Each names an image built from older (or other) sources of the server. Bases
+    (`rlm-sandbox-base:*`, python:3.12-slim) are another repository and never listed.
+    """
+    current = current or image_tag()
+    pattern = re.compile(rf"^{re.escape(repository)}:[0-9a-f]{{12}}$")
+    try:
+        images = client.images.list(name=repository)
+    except docker.errors.APIError as exc:
+        raise ImageError(f"cannot list images: {exc.explanation or exc}") from exc
+    return sorted({tag for image in images for tag in image.tags if pattern.match(tag) and tag != current})
+
+
+class ImageRemoval(NamedTuple):
+    tag: str
+    removed: bool
+    reason: str = ""
+
+
+def remove_old_images(
+    client: DockerClient, *, repository: str = IMAGE_REPOSITORY, current: str | None = None, dry_run: bool = False
+) -> list[ImageRemoval]:
+    """Remove the images of older servers (see old_server_images); never the current one.
+
+    Without force: an image a container still uses (a sandbox of an older version
+    still running) is kept, and the reason says so.
+    """
+    results = []
+    for tag in old_server_images(client, repository=repository, current=current):
+        if dry_run:
+            results.append(ImageRemoval(tag, False, "dry run"))
+            continue
+        try:
+            client.images.remove(tag)
+        except docker.errors.ImageNotFound:
+            continue  # removed meanwhile
+        except docker.errors.APIError as exc:
+            results.append(ImageRemoval(tag, False, str(exc.explanation or exc)))
+            continue
+        _known_images.difference_update({known for known in _known_images if known[1] == tag})
+        results.append(ImageRemoval(tag, True))
+    return results

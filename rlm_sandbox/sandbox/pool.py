@@ -5,6 +5,10 @@ code. `acquire()` hands one out with the caller's handlers attached; it is never
 returned to the pool: closing it destroys it, so no state or data can pass from one
 completion (or user) to the next. A single background thread refills the pool after
 each take and shrinks it back to `min_size` after `idle_s` without demand.
+
+The idle clock stops while a start is in flight and restarts at each take and at
+each finished refill. A start can take longer than `idle_s` on a loaded host; counted
+from the take alone, the clock would run out mid-refill and leave the pool short.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class SandboxPool:
         self._ready: deque[Sandbox] = deque()
         self._starting = 0
         self._target = size
-        self._last_demand = time.monotonic()
+        self._quiet_since = time.monotonic()  # the later of the last take and the last refill
         self._closed = False
         self._condition = threading.Condition()
         self.cold_starts = 0
@@ -66,7 +70,7 @@ class SandboxPool:
         with self._condition:
             if self._closed:
                 raise SandboxClosedError("the sandbox pool is closed")
-            self._last_demand = time.monotonic()
+            self._quiet_since = time.monotonic()
             self._target = self.size
             sandbox = self._ready.popleft() if self._ready else None
             if sandbox is None:
@@ -149,13 +153,16 @@ class SandboxPool:
                     surplus = sandbox
                 else:
                     self._ready.append(sandbox)
+                    self._quiet_since = time.monotonic()
                     self._condition.notify_all()
             if surplus is not None:
                 surplus.close()
                 return
 
     def _idle(self) -> bool:
-        return time.monotonic() - self._last_demand >= self.idle_s
+        if self._starting:
+            return False  # a refill in flight: not idle, whatever the clock says
+        return time.monotonic() - self._quiet_since >= self.idle_s
 
     def _needs_work(self) -> bool:
         if self._idle():
@@ -165,7 +172,7 @@ class SandboxPool:
     def _time_to_shrink(self) -> float | None:
         if self._target <= self.min_size:
             return None
-        return max(self.idle_s - (time.monotonic() - self._last_demand), 0.01)
+        return max(self.idle_s - (time.monotonic() - self._quiet_since), 0.01)
 
     def _take_surplus_locked(self) -> Sandbox | None:
         if len(self._ready) > self._target:

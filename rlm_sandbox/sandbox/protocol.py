@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
@@ -240,6 +241,44 @@ def _cut_blobs(value: Any, path: list[str | int], blobs: list[tuple[list[str | i
     if isinstance(value, (list, tuple)):
         return [_cut_blobs(item, [*path, index], blobs) for index, item in enumerate(value)]
     return value
+
+
+class AsciiText:
+    """The payload of an ASCII str context, encoded slice by slice as it is sent.
+
+    An ASCII str's UTF-8 is its characters, so its length is known without encoding;
+    encoding it whole would copy a gigabyte context once more on the host first.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def pieces(self, size: int) -> Iterator[bytes]:
+        text = self.text
+        for offset in range(0, len(text), size):
+            yield text[offset : offset + size].encode("ascii")
+
+
+def context_stream(context: object) -> tuple[bytes, bytes | AsciiText]:
+    """What encode_context() gives, with an ASCII str left unencoded until it is sent."""
+    if isinstance(context, str) and context.isascii():  # O(1): CPython keeps the flag
+        return encode_frame({"type": "context", "encoding": "text", "bytes": len(context)}), AsciiText(context)
+    return encode_context(context)  # type: ignore[arg-type]
+
+
+def payload_pieces(payload: bytes | AsciiText, size: int = CONTEXT_SEND_SLICE) -> Iterator[bytes | memoryview]:
+    """The payload in slices of `size` bytes, without copying an encoded one."""
+    if isinstance(payload, AsciiText):
+        yield from payload.pieces(size)
+        return
+    view = memoryview(payload)
+    for offset in range(0, len(payload), size):
+        yield view[offset : offset + size]
 
 
 class FrameDecoder:

@@ -11,7 +11,7 @@ import pytest
 
 from rlm_sandbox.audit import CASES, AuditEnv, AuditSession
 
-from tests.conftest import RUNTIMES, _unavailable
+from tests.conftest import RUNTIMES, _unavailable, missing_runtime
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
@@ -19,7 +19,7 @@ def audit(request):
     """One audit session per runtime: canaries planted once, a shared sandbox for harmless cases."""
     request.getfixturevalue("sandbox_image")
     if request.param not in request.getfixturevalue("available_runtimes"):
-        _unavailable(f"the Docker daemon has no {request.param!r} runtime")
+        _unavailable(missing_runtime(request.param))
     with AuditEnv(request.param) as env:
         session = AuditSession(env)
         yield session
