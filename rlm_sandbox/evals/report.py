@@ -22,6 +22,7 @@ __all__ = [
     "Run",
     "Summary",
     "comparison_table",
+    "failures",
     "load_runs",
     "percentile",
     "plot_runs",
@@ -64,6 +65,8 @@ class Summary(BaseModel):
     p95_s: float
     stop_reasons: dict[str, int] = Field(default_factory=dict)
     errors: int = 0
+    sandbox_restarts: int = 0
+    """Sandboxes replaced during tasks (died, hung, or misbehaved)."""
     unpriced_models: list[str] = Field(default_factory=list)
     """Models called without a known price: their cost is not in cost_usd."""
 
@@ -93,6 +96,7 @@ def summarize(records: Sequence[dict[str, Any]], *, total: int | None = None, la
         p95_s=percentile(times, 0.95),
         stop_reasons=dict(sorted(Counter(str(r.get("stop_reason")) for r in records).items())),
         errors=sum(1 for r in records if r.get("stop_reason") == "error"),
+        sandbox_restarts=sum(int(r.get("sandbox_restarts") or 0) for r in records),
         unpriced_models=unpriced,
     )
 
@@ -117,6 +121,7 @@ def _rows(summary: Summary) -> list[tuple[str, str]]:
         ("tokens in / out", f"{summary.input_tokens:,} / {summary.output_tokens:,}"),
         ("model calls", f"{summary.model_calls:,}"),
         ("sub-calls", f"{summary.sub_calls:,}"),
+        ("sandbox restarts", f"{summary.sandbox_restarts:,}"),
         ("wall time p50 / p95", f"{summary.p50_s:.2f} s / {summary.p95_s:.2f} s"),
         ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
     ]
@@ -151,12 +156,14 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     runs: list[Run] = []
     for path in paths:
         if not Path(path).exists():
-            raise EvalError(f"no such results file: {path}")
+            raise EvalError(f"no such results file: {path}", "give the --out file of an eval run")
+        if Path(path).is_dir():
+            raise EvalError(f"{path} is a directory", "give the --out file of an eval run")
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for (fingerprint, _), record in latest_results(read_results(path)).items():
             groups[fingerprint].append(record)
         if not groups:
-            raise EvalError(f"{path}: no results")
+            raise EvalError(f"{path}: no results", "give the --out file of an eval run; `rlm-sandbox view` shows trajectories")
         for fingerprint, records in groups.items():
             config = records[0].get("config", {})
             label = f"{config.get('model')}"
@@ -164,6 +171,14 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
                 label += f" / {config.get('sub_model')}"
             label += f", depth {config.get('max_depth')}"
             runs.append(Run(label=label, source=str(path), fingerprint=fingerprint, records=records))
+    # Then by whatever else differs between the runs' set-ups (a limit, the endpoint).
+    flat = [_flatten(run.records[0].get("config") or {}) for run in runs]
+    shown = {"model", "sub_model", "max_depth", "limits.max_depth"}
+    differing = sorted({key for config in flat for key in config if key not in shown and len({repr(c.get(key)) for c in flat}) > 1})
+    for run, config in zip(runs, flat):
+        extra = ", ".join(f"{key.removeprefix('limits.')}={config.get(key)}" for key in differing)
+        if extra:
+            run.label = f"{run.label}, {extra}"
     # Labels must tell runs apart: add the file, then the fingerprint, where they clash.
     for extra in ("source", "fingerprint"):
         counts = Counter(run.label for run in runs)
@@ -172,6 +187,35 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
                 tail = Path(run.source).name if extra == "source" else run.fingerprint
                 run.label = f"{run.label} [{tail}]"
     return runs
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def failures(records: Sequence[dict[str, Any]], limit: int = 20) -> list[str]:
+    """One line per task that did not pass, saying why: its error, or what it answered instead."""
+    lines = []
+    for record in records:
+        if record.get("correct"):
+            continue
+        error = str(record.get("error") or "").strip()
+        if record.get("stop_reason") == "error":
+            first = error.splitlines()[0] if error else "failed"
+            why = f"error: {first[:300]}"
+        else:
+            answer = record.get("answer")
+            why = f"expected {str(record.get('expected'))[:100]!r}, got {str(answer)[:100]!r}" if answer is not None else "no answer"
+            why += f" (stop reason {record.get('stop_reason')})"
+        lines.append(f"{record.get('id')}: {why}")
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more (every one is in the results file and the JUnit report)"]
+    return lines
 
 
 def comparison_table(runs: Sequence[Run]) -> Table:

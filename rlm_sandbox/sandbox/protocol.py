@@ -139,6 +139,9 @@ def encode_context(context: str | list | dict) -> tuple[bytes, bytes]:
     if isinstance(context, str):
         encoding, payload = "text", context.encode("utf-8", "surrogatepass")
     elif isinstance(context, (list, dict)):
+        from ..contexts import check_context
+
+        check_context(context)  # json.dumps would turn a key 1 into "1" without a word
         encoding = "json"
         try:
             payload = json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
