@@ -3,6 +3,8 @@
 from .errors import (
     BudgetExceededError,
     CompletionTimeoutError,
+    ContextError,
+    InputError,
     LMError,
     MissingAPIKeyError,
     ProtocolError,
@@ -16,6 +18,7 @@ from .sandbox.base import ExecResult, Sandbox
 from .sandbox.config import SandboxConfig
 from .sandbox.docker import DockerSandbox
 from .sandbox.local import LocalSandbox
+from .sandbox.pool import SandboxPool
 
 __all__ = [
     "RLM",
@@ -26,6 +29,7 @@ __all__ = [
     "Sandbox",
     "DockerSandbox",
     "LocalSandbox",
+    "SandboxPool",
     "ExecResult",
     "RLMSandboxError",
     "SandboxError",
@@ -35,4 +39,6 @@ __all__ = [
     "MissingAPIKeyError",
     "BudgetExceededError",
     "CompletionTimeoutError",
+    "InputError",
+    "ContextError",
 ]
