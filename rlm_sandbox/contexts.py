@@ -23,6 +23,39 @@ ContextFormat = Literal["text", "json", "auto"]
 _SCALARS = (str, int, float, bool, type(None))
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_CONTAINER_TYPES = frozenset({list, dict, tuple})
+_PLAIN_TYPES = _SCALAR_TYPES | _CONTAINER_TYPES
+
+
+def _faithful(context: Any) -> bool:
+    """The fast check: the type sets of keys and items are taken in C, one container at a time.
+
+    Iterative, so a deeply nested context cannot hit the recursion limit. Subclasses of
+    the plain types (rare) are left to the thorough walk in `check_context`.
+    """
+    if type(context) not in _CONTAINER_TYPES:
+        return False
+    stack = [context]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            if not _STR_ONLY.issuperset(map(type, value)):
+                return False
+            items: Any = value.values()
+        else:
+            items = value
+        types = set(map(type, items))
+        if not _PLAIN_TYPES.issuperset(types):
+            return False
+        if not types.isdisjoint(_CONTAINER_TYPES):
+            stack.extend(item for item in items if type(item) in _CONTAINER_TYPES)
+    return True
+
+
+_STR_ONLY = frozenset({str})
+
+
 def check_context(context: Any) -> None:
     """Raise ContextError unless `context` arrives in the sandbox exactly as given."""
     if isinstance(context, str):
@@ -32,7 +65,9 @@ def check_context(context: Any) -> None:
             f"a context is a str, list or dict, not {type(context).__name__}",
             "convert it, e.g. str(value) or list(value)",
         )
-    # Iterative: a deeply nested context must not hit the recursion limit here.
+    if _faithful(context):
+        return
+    # The thorough walk, which names where the problem is.
     stack: list[tuple[Any, str]] = [(context, "context")]
     while stack:
         value, where = stack.pop()
