@@ -87,7 +87,8 @@ def check_context(context: Any) -> None:
                     stack.append((item, f"{where}[{index}]"))
         elif not isinstance(value, _SCALARS):
             raise ContextError(
-                f"{where} is a {type(value).__name__}, which JSON cannot carry into the sandbox",
+                f"{where} is a {type(value).__name__}, which is not JSON-serialisable, so it cannot travel into "
+                "the sandbox",
                 "use str, int, float, bool, None, list or dict",
             )
 
