@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from itertools import chain, compress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,30 +31,34 @@ _PLAIN_TYPES = _SCALAR_TYPES | _CONTAINER_TYPES
 
 
 def _faithful(context: Any) -> bool:
-    """The fast check: the type sets of keys and items are taken in C, one container at a time.
+    """The fast check, one nesting level at a time, every per-item step done in C.
 
+    (map, chain, compress and frozenset lookups: no Python bytecode runs per item.)
     Iterative, so a deeply nested context cannot hit the recursion limit. Subclasses of
-    the plain types (rare) are left to the thorough walk in `check_context`.
+    the plain types (rare) fail it and are left to the thorough walk in `check_context`.
     """
     if type(context) not in _CONTAINER_TYPES:
         return False
-    stack = [context]
-    while stack:
-        value = stack.pop()
-        if type(value) is dict:
-            if not _STR_ONLY.issuperset(map(type, value)):
-                return False
-            items: Any = value.values()
-        else:
-            items = value
-        types = set(map(type, items))
+    dicts: list[Any] = [context] if type(context) is dict else []
+    seqs: list[Any] = [] if dicts else [context]
+    while dicts or seqs:
+        if dicts and not _STR_ONLY.issuperset(map(type, chain.from_iterable(dicts))):
+            return False
+
+        def items(dicts: list[Any] = dicts, seqs: list[Any] = seqs) -> Iterator[Any]:
+            return chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(seqs))
+
+        types = set(map(type, items()))
         if not _PLAIN_TYPES.issuperset(types):
             return False
-        if not types.isdisjoint(_CONTAINER_TYPES):
-            stack.extend(item for item in items if type(item) in _CONTAINER_TYPES)
+        dicts = list(compress(items(), map(_IS_DICT, map(type, items())))) if dict in types else []
+        seqs = list(compress(items(), map(_IS_SEQ, map(type, items())))) if types & _SEQ_TYPES else []
     return True
 
 
+_SEQ_TYPES = frozenset({list, tuple})
+_IS_DICT = frozenset({dict}).__contains__
+_IS_SEQ = _SEQ_TYPES.__contains__
 _STR_ONLY = frozenset({str})
 
 
