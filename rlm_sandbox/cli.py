@@ -140,7 +140,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     setup.add_row(
         "docker daemon",
         _status(True),
-        f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), {version.get('Os')}/{version.get('Arch')}",
+        escape(
+            f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), {version.get('Os')}/{version.get('Arch')}"
+        ),
     )
     tag = image_tag()
     has_image = image_exists(client, tag)
@@ -148,7 +150,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     runtimes = sorted(client.info().get("Runtimes") or {})
     has_runtime = args.runtime in runtimes
     hint = "" if has_runtime else f"; {args.runtime} is not registered in /etc/docker/daemon.json"
-    setup.add_row(f"runtime {args.runtime}", _status(has_runtime), ", ".join(runtimes) + hint)
+    setup.add_row(f"runtime {args.runtime}", _status(has_runtime), escape(", ".join(runtimes) + hint))
     if not (has_image and has_runtime):
         out.print(setup)
         return 1

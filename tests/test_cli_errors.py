@@ -258,3 +258,24 @@ def test_no_traceback_for_an_unexpected_failure(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     line = one_line_error(done, code=1)
     assert "internal error: RuntimeError: boom (run again with --debug" in line
+
+
+def test_markup_in_files_is_shown_as_text(tmp_path):
+    """Square brackets from a results file or a trajectory are text, never rich markup."""
+    odd = "[/] [bold red]x[/bold red] [link=file:///etc/passwd]y"
+    record = {"id": odd, "fingerprint": "f1", "config": {"model": odd, "max_depth": 1}, "answer": odd, "expected": "z",
+              "correct": False, "stop_reason": "final", "elapsed_s": 1.0, "suite": odd}
+    (tmp_path / "r.jsonl").write_text(json.dumps(record) + "\n")
+    report = cli("report", "r.jsonl", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "[bold red]x[/bold red]" in report.stdout.replace("\n", "")
+    events = [
+        {"type": "metadata", "model": odd, "query": odd, "context": {"type_name": odd, "total_chars": "many"}},
+        {"type": "model_call", "node": [odd], "depth": odd, "response": odd, "input_tokens": "x"},
+        {"type": "sub_call", "node": 0, "error": odd},
+        {"type": "result", "stop_reason": odd, "usage": {"total": []}, "answer": odd},
+    ]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + "\x00\xff not json\n")
+    view = cli("view", "t.jsonl", cwd=tmp_path)
+    assert view.returncode == 0, view.stderr
+    assert view.stdout.count("[/]") >= 4

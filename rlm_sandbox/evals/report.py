@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.table import Table
+from rich.text import Text
 
 from .results import latest_results, read_results
 from .tasks import EvalError
@@ -132,10 +133,10 @@ def summary_table(summary: Summary, *, title: str = "eval summary") -> Table:
     table.add_column("metric", style="bold")
     table.add_column("value")
     for key, value in _rows(summary):
+        cell = Text(value)  # never markup: model names and labels come from files
         if key == "accuracy":
-            colour = "green" if summary.accuracy >= 0.8 else "yellow" if summary.accuracy >= 0.5 else "red"
-            value = f"[{colour}]{value}[/{colour}]"
-        table.add_row(key, value)
+            cell.stylize("green" if summary.accuracy >= 0.8 else "yellow" if summary.accuracy >= 0.5 else "red")
+        table.add_row(key, cell)
     return table
 
 
@@ -224,11 +225,11 @@ def comparison_table(runs: Sequence[Run]) -> Table:
     table.add_column("metric", style="bold")
     summaries = [summarize(run.records, label=run.label) for run in runs]
     for run in runs:
-        table.add_column(run.label)
+        table.add_column(Text(run.label))
     rows = [_rows(summary) for summary in summaries]
     for index, (key, _) in enumerate(rows[0]):
-        table.add_row(key, *(row[index][1] for row in rows))
-    table.add_row("source", *(run.source for run in runs))
+        table.add_row(key, *(Text(row[index][1]) for row in rows))
+    table.add_row("source", *(Text(run.source) for run in runs))
     return table
 
 
@@ -256,7 +257,7 @@ def size_table(runs: Sequence[Run]) -> Table:
     table.add_column("suite", style="bold")
     table.add_column("size (tokens)", justify="right")
     for run in runs:
-        table.add_column(run.label)
+        table.add_column(Text(run.label))
     grouped = [_by_size(run) for run in runs]
     keys = sorted({key for groups in grouped for key in groups})
     for suite, size in keys:
@@ -269,7 +270,7 @@ def size_table(runs: Sequence[Run]) -> Table:
             correct = sum(1 for r in records if r.get("correct"))
             cost = sum(float(r.get("cost_usd", 0.0)) for r in records) / len(records)
             cells.append(f"{correct / len(records):.0%} ({correct}/{len(records)}) ${cost:.4f}")
-        table.add_row(suite, format_size(size), *cells)
+        table.add_row(Text(suite), format_size(size), *(Text(cell) for cell in cells))
     return table
 
 
