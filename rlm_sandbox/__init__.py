@@ -4,6 +4,8 @@ from .errors import (
     BudgetExceededError,
     CompletionTimeoutError,
     ContextWindowExceededError,
+    ContextError,
+    InputError,
     LMError,
     MissingAPIKeyError,
     ProtocolError,
@@ -20,6 +22,7 @@ from .sandbox.config import SandboxConfig
 from .sandbox.docker import DockerSandbox
 from .sandbox.local import LocalSandbox
 from .tools import Tool
+from .sandbox.pool import SandboxPool
 
 __all__ = [
     "RLM",
@@ -30,6 +33,7 @@ __all__ = [
     "Sandbox",
     "DockerSandbox",
     "LocalSandbox",
+    "SandboxPool",
     "ExecResult",
     "RLMSandboxError",
     "SandboxError",
@@ -43,4 +47,6 @@ __all__ = [
     "SandboxLimitError",
     "Tool",
     "ToolError",
+    "InputError",
+    "ContextError",
 ]

@@ -11,6 +11,23 @@ class RLMSandboxError(Exception):
     """Base class of all errors raised by rlm_sandbox."""
 
 
+class InputError(RLMSandboxError):
+    """What the user gave (an argument, a file, a context) is unusable as given.
+
+    The message says what is wrong and, in parentheses, how to fix it; the CLI prints
+    it as one line and exits 2.
+    """
+
+    def __init__(self, what: str, fix: str | None = None) -> None:
+        super().__init__(f"{what} ({fix})" if fix else what)
+        self.what = what
+        self.fix = fix
+
+
+class ContextError(InputError, TypeError):
+    """A context holds something the sandbox cannot receive faithfully (a non-str dict key, a set...)."""
+
+
 class SandboxError(RLMSandboxError):
     """The sandbox could not be started, used or kept alive."""
 

@@ -280,7 +280,7 @@ def test_images_reach_the_model_as_image_parts(fake_openai, sandbox, request):
 def test_bytes_in_a_context_arrive_raw_at_any_depth():
     from .conftest import make_sandbox
 
-    context = {"a": b"\x00\x01\xff", "list": [1, b"two", {"k": b""}], 3: b"int key"}
+    context = {"a": b"\x00\x01\xff", "list": [1, b"two", {"k": b""}], "3": b"int key"}
     with make_sandbox("local") as sandbox:
         sandbox.load_context(context)
         out = sandbox.execute("print(context['a'], context['list'][1], context['list'][2]['k'], context['3'])")

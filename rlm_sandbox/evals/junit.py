@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..terminal import visible
+
 __all__ = ["write_junit"]
 
 _MAX_TEXT = 4000
@@ -22,8 +24,9 @@ _MAX_TEXT = 4000
 
 def _clip(value: Any, limit: int = _MAX_TEXT) -> str:
     text = "" if value is None else str(value)
-    # XML 1.0 cannot carry most control characters, even escaped.
-    text = "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20)
+    # XML 1.0 cannot carry most control characters (even escaped), lone surrogates or
+    # U+FFFE/U+FFFF: they are written as visible escapes (\x1b), like on a terminal.
+    text = visible(text).replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
@@ -43,7 +46,7 @@ def write_junit(
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     suite_items = list(suites.items()) + ([("not run", [])] if unfinished else [])
     for suite_name, records in suite_items:
-        suite = ET.SubElement(root, "testsuite", name=suite_name, timestamp=stamp, hostname=socket.gethostname())
+        suite = ET.SubElement(root, "testsuite", name=_clip(suite_name, 500), timestamp=stamp, hostname=socket.gethostname())
         if properties:
             props = ET.SubElement(suite, "properties")
             for key, value in properties.items():
@@ -54,8 +57,8 @@ def write_junit(
             case = ET.SubElement(
                 suite,
                 "testcase",
-                classname=f"rlm_sandbox.eval.{suite_name}",
-                name=str(record.get("task_id")),
+                classname=_clip(f"rlm_sandbox.eval.{suite_name}", 500),
+                name=_clip(record.get("id"), 500),
                 time=f"{elapsed:.3f}",
             )
             counts["tests"] += 1
@@ -71,10 +74,11 @@ def write_junit(
                     f"expected {_clip(expected, 200)!s}, got {_clip(answer, 200)!s} "
                     f"(score {float(record.get('score', 0.0)):.3f}, stop reason {record.get('stop_reason')})"
                 )
-                failure = ET.SubElement(case, "failure", message=message, type=str(record.get("stop_reason")))
+                failure = ET.SubElement(case, "failure", message=_clip(message, 1000), type=_clip(record.get("stop_reason"), 100))
+                detail = record.get("score_detail")
                 failure.text = _clip(
-                    f"query: {record.get('query')}\nexpected: {expected}\nanswer: {answer}\n"
-                    f"detail: {record.get('score_detail')}"
+                    f"query: {record.get('query')}\nexpected: {expected}\nanswer: {answer}"
+                    + (f"\ndetail: {detail}" if detail else "")
                 )
             out = ET.SubElement(case, "system-out")
             out.text = _clip(
@@ -84,7 +88,7 @@ def write_junit(
             )
         if suite_name == "not run":
             for task_id in unfinished:
-                case = ET.SubElement(suite, "testcase", classname="rlm_sandbox.eval.not_run", name=str(task_id), time="0")
+                case = ET.SubElement(suite, "testcase", classname="rlm_sandbox.eval.not_run", name=_clip(task_id, 500), time="0")
                 ET.SubElement(case, "skipped", message="not run: the eval was interrupted")
                 counts["tests"] += 1
                 counts["skipped"] += 1

@@ -42,6 +42,10 @@ class RichProgress:
             )
         }
 
+    def notes(self, lines: list[str]) -> None:
+        for line in lines:
+            self.console.print(f"[yellow]note:[/yellow] {escape(line)}", soft_wrap=True)
+
     def start(self, total: int, resumed: int) -> None:
         self.total = total
         if resumed:
@@ -89,7 +93,7 @@ class RichProgress:
                 mark = "[red]error[/red]" if result.stop_reason == "error" else "[red]✗[/red]"
             detail = f" {escape(result.error[:200])}" if result.error and result.stop_reason == "error" else ""
             self.console.print(
-                f"[{self.done}/{self.total}] {escape(result.task_id)} {mark} {result.stop_reason} "
+                f"[{self.done}/{self.total}] {escape(result.id)} {mark} {result.stop_reason} "
                 f"{result.elapsed_s:.1f}s ${result.cost_usd:.4f} (total ${self.cost:.4f}){detail}",
                 soft_wrap=True,
             )

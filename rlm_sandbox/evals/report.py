@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.table import Table
+from rich.text import Text
 
 from .results import latest_results, read_results
 from .tasks import EvalError
@@ -22,6 +23,7 @@ __all__ = [
     "Run",
     "Summary",
     "comparison_table",
+    "failures",
     "load_runs",
     "percentile",
     "plot_runs",
@@ -64,6 +66,8 @@ class Summary(BaseModel):
     p95_s: float
     stop_reasons: dict[str, int] = Field(default_factory=dict)
     errors: int = 0
+    sandbox_restarts: int = 0
+    """Sandboxes replaced during tasks (died, hung, or misbehaved)."""
     unpriced_models: list[str] = Field(default_factory=list)
     """Models called without a known price: their cost is not in cost_usd."""
 
@@ -93,6 +97,7 @@ def summarize(records: Sequence[dict[str, Any]], *, total: int | None = None, la
         p95_s=percentile(times, 0.95),
         stop_reasons=dict(sorted(Counter(str(r.get("stop_reason")) for r in records).items())),
         errors=sum(1 for r in records if r.get("stop_reason") == "error"),
+        sandbox_restarts=sum(int(r.get("sandbox_restarts") or 0) for r in records),
         unpriced_models=unpriced,
     )
 
@@ -117,6 +122,7 @@ def _rows(summary: Summary) -> list[tuple[str, str]]:
         ("tokens in / out", f"{summary.input_tokens:,} / {summary.output_tokens:,}"),
         ("model calls", f"{summary.model_calls:,}"),
         ("sub-calls", f"{summary.sub_calls:,}"),
+        ("sandbox restarts", f"{summary.sandbox_restarts:,}"),
         ("wall time p50 / p95", f"{summary.p50_s:.2f} s / {summary.p95_s:.2f} s"),
         ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
     ]
@@ -127,10 +133,10 @@ def summary_table(summary: Summary, *, title: str = "eval summary") -> Table:
     table.add_column("metric", style="bold")
     table.add_column("value")
     for key, value in _rows(summary):
+        cell = Text(value)  # never markup: model names and labels come from files
         if key == "accuracy":
-            colour = "green" if summary.accuracy >= 0.8 else "yellow" if summary.accuracy >= 0.5 else "red"
-            value = f"[{colour}]{value}[/{colour}]"
-        table.add_row(key, value)
+            cell.stylize("green" if summary.accuracy >= 0.8 else "yellow" if summary.accuracy >= 0.5 else "red")
+        table.add_row(key, cell)
     return table
 
 
@@ -151,12 +157,14 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     runs: list[Run] = []
     for path in paths:
         if not Path(path).exists():
-            raise EvalError(f"no such results file: {path}")
+            raise EvalError(f"no such results file: {path}", "give the --out file of an eval run")
+        if Path(path).is_dir():
+            raise EvalError(f"{path} is a directory", "give the --out file of an eval run")
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for (fingerprint, _), record in latest_results(read_results(path)).items():
             groups[fingerprint].append(record)
         if not groups:
-            raise EvalError(f"{path}: no results")
+            raise EvalError(f"{path}: no results", "give the --out file of an eval run; `rlm-sandbox view` shows trajectories")
         for fingerprint, records in groups.items():
             config = records[0].get("config", {})
             label = f"{config.get('model')}"
@@ -164,6 +172,14 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
                 label += f" / {config.get('sub_model')}"
             label += f", depth {config.get('max_depth')}"
             runs.append(Run(label=label, source=str(path), fingerprint=fingerprint, records=records))
+    # Then by whatever else differs between the runs' set-ups (a limit, the endpoint).
+    flat = [_flatten(run.records[0].get("config") or {}) for run in runs]
+    shown = {"model", "sub_model", "max_depth", "limits.max_depth"}
+    differing = sorted({key for config in flat for key in config if key not in shown and len({repr(c.get(key)) for c in flat}) > 1})
+    for run, config in zip(runs, flat):
+        extra = ", ".join(f"{key.removeprefix('limits.')}={config.get(key)}" for key in differing)
+        if extra:
+            run.label = f"{run.label}, {extra}"
     # Labels must tell runs apart: add the file, then the fingerprint, where they clash.
     for extra in ("source", "fingerprint"):
         counts = Counter(run.label for run in runs)
@@ -174,17 +190,46 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def failures(records: Sequence[dict[str, Any]], limit: int = 20) -> list[str]:
+    """One line per task that did not pass, saying why: its error, or what it answered instead."""
+    lines = []
+    for record in records:
+        if record.get("correct"):
+            continue
+        error = str(record.get("error") or "").strip()
+        if record.get("stop_reason") == "error":
+            first = error.splitlines()[0] if error else "failed"
+            why = f"error: {first[:300]}"
+        else:
+            answer = record.get("answer")
+            why = f"expected {str(record.get('expected'))[:100]!r}, got {str(answer)[:100]!r}" if answer is not None else "no answer"
+            why += f" (stop reason {record.get('stop_reason')})"
+        lines.append(f"{record.get('id')}: {why}")
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more (every one is in the results file and the JUnit report)"]
+    return lines
+
+
 def comparison_table(runs: Sequence[Run]) -> Table:
     """Runs side by side: one column per run, one row per metric."""
     table = Table(title="runs compared", title_justify="left")
     table.add_column("metric", style="bold")
     summaries = [summarize(run.records, label=run.label) for run in runs]
     for run in runs:
-        table.add_column(run.label)
+        table.add_column(Text(run.label))
     rows = [_rows(summary) for summary in summaries]
     for index, (key, _) in enumerate(rows[0]):
-        table.add_row(key, *(row[index][1] for row in rows))
-    table.add_row("source", *(run.source for run in runs))
+        table.add_row(key, *(Text(row[index][1]) for row in rows))
+    table.add_row("source", *(Text(run.source) for run in runs))
     return table
 
 
@@ -212,7 +257,7 @@ def size_table(runs: Sequence[Run]) -> Table:
     table.add_column("suite", style="bold")
     table.add_column("size (tokens)", justify="right")
     for run in runs:
-        table.add_column(run.label)
+        table.add_column(Text(run.label))
     grouped = [_by_size(run) for run in runs]
     keys = sorted({key for groups in grouped for key in groups})
     for suite, size in keys:
@@ -225,7 +270,7 @@ def size_table(runs: Sequence[Run]) -> Table:
             correct = sum(1 for r in records if r.get("correct"))
             cost = sum(float(r.get("cost_usd", 0.0)) for r in records) / len(records)
             cells.append(f"{correct / len(records):.0%} ({correct}/{len(records)}) ${cost:.4f}")
-        table.add_row(suite, format_size(size), *cells)
+        table.add_row(Text(suite), format_size(size), *(Text(cell) for cell in cells))
     return table
 
 

@@ -3,8 +3,10 @@
 `ResultsWriter` is the only code that writes it. Every line is written whole, flushed
 and fsync'ed under a lock, so a crash or Ctrl-C loses at most the line being written;
 `read_results` skips such a torn line, and the writer starts a new line after one.
-A line records the run's configuration fingerprint, so resuming skips exactly the
-tasks already finished with the same model, sub-model and limits.
+A line records the run's configuration fingerprint (models, endpoint, limits) and
+the task's own (query, expected answer, scorer, and the content of its context), so
+resuming skips exactly the tasks already finished with the same set-up. Files
+written before results said `id` (they said `task_id`) still read.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ __all__ = ["ResultsWriter", "TaskResult", "latest_results", "read_results"]
 class TaskResult(BaseModel):
     """What one task's run produced, scored."""
 
-    task_id: str
+    id: str
+    """The task's id, as in the tasks file."""
     fingerprint: str
     """Hash of `config`: results with the same fingerprint come from the same set-up."""
+    task_fingerprint: str = ""
+    """Hash of the task: query, expected, scorer and its context's content."""
     config: dict[str, Any]
-    """model, sub_model, max_depth and every limit."""
+    """model, sub_model, base_url, max_depth and every limit."""
     suite: str | None = None
     kind: str | None = None
     size_tokens: int | None = None
@@ -76,7 +81,11 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
-            if isinstance(record, dict) and "task_id" in record and "fingerprint" in record:
+            if not isinstance(record, dict) or "fingerprint" not in record:
+                continue
+            if "id" not in record and "task_id" in record:  # written before results said `id`
+                record["id"] = record.pop("task_id")
+            if "id" in record:
                 results.append(record)
     return results
 
@@ -85,7 +94,7 @@ def latest_results(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[
     """The last result per (fingerprint, task id): a re-run task supersedes the earlier line."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for record in records:
-        latest[(record["fingerprint"], str(record["task_id"]))] = record
+        latest[(str(record["fingerprint"]), str(record["id"]))] = record
     return latest
 
 
@@ -112,7 +121,8 @@ class ResultsWriter:
         return self._file
 
     def write(self, result: TaskResult) -> None:
-        line = (result.model_dump_json() + "\n").encode("utf-8")
+        # ASCII JSON: whatever a model or sandbox wrote (lone surrogates included) stays valid.
+        line = (json.dumps(result.model_dump(mode="json"), ensure_ascii=True) + "\n").encode("ascii")
         with self._lock:
             handle = self._open()
             handle.write(line)

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..limits import Limits
-from ..lm import LMClient, LMResponse, lookup_price
+from ..lm import LMClient, LMResponse, Price, lookup_price
 from ..prompts import describe_context
 from ..rlm import RLM
 from ..sandbox import Sandbox, SandboxConfig, sandbox_for
@@ -38,7 +38,7 @@ from .results import ResultsWriter, TaskResult, latest_results, read_results
 from .scorers import Score, default_scorer, score_answer
 from .tasks import EvalError, Task
 
-__all__ = ["EvalOutcome", "Meter", "ProgressSink", "RunConfig", "execute_task", "run_eval"]
+__all__ = ["EvalOutcome", "Meter", "ProgressSink", "RunConfig", "config_diff", "execute_task", "run_eval"]
 
 # How long Ctrl-C waits for running tasks to unwind (and close their sandboxes).
 DEFAULT_INTERRUPT_GRACE_S = 20.0
@@ -62,16 +62,19 @@ class RunConfig(BaseModel):
     verbose: bool = False
     _pool: Any = PrivateAttr(default=None)
     """The run's warm SandboxPool in this process (see `warm_pool`); not part of the identity."""
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    """Extra model prices, USD per million input and output tokens (`--price`)."""
 
     @property
     def model_name(self) -> str:
         return SCRIPTED_MODEL if self.scripted else self.model
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs comparable: the models and every limit."""
+        """What decides the results of a run besides the tasks: the models, their endpoint, every limit."""
         return {
             "model": self.model_name,
             "sub_model": self.sub_model or self.model_name,
+            "base_url": None if self.scripted else self.base_url,
             "max_depth": self.limits.max_depth,
             "limits": self.limits.model_dump(mode="json"),
         }
@@ -120,7 +123,7 @@ class RunConfig(BaseModel):
         )
 
 
-_clients: dict[tuple[str, str | None, bool], LMClient] = {}
+_clients: dict[tuple[str, str | None, bool, str], LMClient] = {}
 _clients_lock = threading.Lock()
 
 
@@ -128,13 +131,21 @@ def _shared_client(config: RunConfig) -> LMClient:
     """One client per model and endpoint per process: the SDK's pool serves every task."""
     from ..lm import OpenAIClient
 
-    key = (config.model, config.base_url, config.scripted)
+    key = (config.model, config.base_url, config.scripted, json.dumps(config.prices, sort_keys=True))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = ScriptedDemoModel() if config.scripted else OpenAIClient(config.model, base_url=config.base_url)
+            if config.scripted:
+                client = ScriptedDemoModel()
+            else:
+                client = OpenAIClient(config.model, base_url=config.base_url, prices=price_table(config.prices))
             _clients[key] = client
         return client
+
+
+def price_table(prices: dict[str, tuple[float, float]]) -> dict[str, Price]:
+    """`--price` values as the LM client takes them."""
+    return {name: Price(input_per_mtok=i, output_per_mtok=o) for name, (i, o) in prices.items()}
 
 
 class Meter:
@@ -213,11 +224,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _base_fields(task: Task, config: RunConfig) -> dict[str, Any]:
+def _base_fields(task: Task, config: RunConfig, task_fingerprint: str = "") -> dict[str, Any]:
     scorer = task.scorer or default_scorer(task.expected)
     return {
-        "task_id": task.id,
+        "id": task.id,
         "fingerprint": config.fingerprint(),
+        "task_fingerprint": task_fingerprint,
         "config": config.identity(),
         "suite": task.suite,
         "kind": task.meta.get("kind"),
@@ -256,8 +268,10 @@ def execute_task(
     started = time.monotonic()
     tally = _Tally()
     context_chars = 0
+    task_fingerprint = ""
     try:
         context = task.load_context()
+        task_fingerprint = task.fingerprint(context)
         context_chars = describe_context(context).total_chars
         rlm = config.build_rlm(cancel=cancel, meter=meter, on_sandbox=on_sandbox, listeners=[tally])
         result = rlm.completion(context, task.query)
@@ -266,7 +280,13 @@ def execute_task(
         raise
     except Exception as exc:
         failed = error_result(task, config, f"{type(exc).__name__}: {exc}", elapsed_s=time.monotonic() - started)
-        return failed.model_copy(update={"context_chars": context_chars, "context_tokens": -(-context_chars // 4)})
+        return failed.model_copy(
+            update={
+                "context_chars": context_chars,
+                "context_tokens": -(-context_chars // 4),
+                "task_fingerprint": task_fingerprint,
+            }
+        )
     try:
         scored = score_answer(result.answer, task.expected, task.scorer)
     except Exception as exc:  # an odd `expected` must not take the suite down
@@ -275,10 +295,10 @@ def execute_task(
     unpriced = sorted(
         name
         for name, usage in result.usage.models.items()
-        if usage.calls and name != SCRIPTED_MODEL and lookup_price(name) is None
+        if usage.calls and name != SCRIPTED_MODEL and lookup_price(name, price_table(config.prices)) is None
     )
     return TaskResult(
-        **_base_fields(task, config),
+        **_base_fields(task, config, task_fingerprint),
         answer=result.answer,
         score=round(scored.score, 6),
         correct=scored.correct,
@@ -308,6 +328,7 @@ def execute_task(
 class ProgressSink(Protocol):
     """What the runner tells a display. Called from the thread that called `run_eval`."""
 
+    def notes(self, lines: list[str]) -> None: ...
     def start(self, total: int, resumed: int) -> None: ...
     def task_started(self, task: Task) -> None: ...
     def task_finished(self, result: TaskResult) -> None: ...
@@ -316,6 +337,7 @@ class ProgressSink(Protocol):
 
 
 class _NoProgress:
+    def notes(self, lines: list[str]) -> None: ...
     def start(self, total: int, resumed: int) -> None: ...
     def task_started(self, task: Task) -> None: ...
     def task_finished(self, result: TaskResult) -> None: ...
@@ -341,6 +363,12 @@ class EvalOutcome(BaseModel):
     """What the interrupted tasks had spent: no result line records it (unknown on Ray)."""
     fingerprint: str
     out: str | None = None
+    retried_errors: int = 0
+    """Tasks whose last result in `out` was an error, run again."""
+    changed_tasks: list[str] = Field(default_factory=list)
+    """Ids of tasks with a result for this set-up whose query, expected, scorer or context changed since: run again."""
+    other_configs: list[list[str]] = Field(default_factory=list)
+    """For each other set-up that has results of these tasks in `out`: how it differs from this one."""
 
     @property
     def correct(self) -> int:
@@ -370,7 +398,7 @@ def run_eval(
     *,
     out: str | os.PathLike[str] | None = None,
     concurrency: int = 4,
-    retry_errors: bool = False,
+    retry_errors: bool = True,
     progress: ProgressSink | None = None,
     ray: bool = False,
     ray_address: str | None = None,
@@ -384,18 +412,34 @@ def run_eval(
         raise EvalError("task ids must be unique")
     fingerprint = config.fingerprint()
     done: dict[str, dict[str, Any]] = {}
+    others: dict[str, dict[str, Any]] = {}
+    wanted = set(ids)
+    retried = 0
     if out is not None:
         for (seen_fingerprint, task_id), record in latest_results(read_results(out)).items():
-            if seen_fingerprint == fingerprint and (not retry_errors or record.get("stop_reason") != "error"):
+            if task_id not in wanted:
+                continue
+            if seen_fingerprint != fingerprint:
+                others.setdefault(seen_fingerprint, record)
+            elif retry_errors and record.get("stop_reason") == "error":
+                retried += 1
+            else:
                 done[task_id] = record
-    # A finished task is reused only if it is still the same question with the same answer.
-    resumed = {
-        task.id: done[task.id]
-        for task in tasks
-        if task.id in done and _same_task(done[task.id], task)
-    }
+    # A finished task is reused only if it is still the same question, scorer and context.
+    resumed: dict[str, dict[str, Any]] = {}
+    changed: list[str] = []
+    for task in tasks:
+        record = done.get(task.id)
+        if record is None:
+            continue
+        if _same_task(record, task):
+            resumed[task.id] = record
+        else:
+            changed.append(task.id)
     pending = [task for task in tasks if task.id not in resumed]
     sink = progress or _NoProgress()
+    other_configs = [config_diff(record.get("config") or {}, config.identity()) for record in others.values()]
+    sink.notes(_resume_notes(out, retried, changed, other_configs))
     writer = ResultsWriter(out) if out is not None else None
     sink.start(len(pending), len(resumed))
     try:
@@ -414,7 +458,7 @@ def run_eval(
             writer.close()
     if batch.interrupted:
         sink.interrupted()
-    fresh = {result.task_id: result.model_dump(mode="json") for result in batch.results}
+    fresh = {result.id: result.model_dump(mode="json") for result in batch.results}
     merged = resumed | fresh
     return EvalOutcome(
         results=[merged[task_id] for task_id in ids if task_id in merged],
@@ -428,6 +472,9 @@ def run_eval(
         interrupted_calls=batch.interrupted_calls,
         fingerprint=fingerprint,
         out=str(out) if out is not None else None,
+        retried_errors=retried,
+        changed_tasks=changed,
+        other_configs=other_configs,
     )
 
 
@@ -450,10 +497,58 @@ def warm_pool(config: RunConfig, size: int) -> Iterator[RunConfig]:
         yield pooled
 
 
+def _resume_notes(out: Any, retried: int, changed: list[str], other_configs: list[list[str]]) -> list[str]:
+    """What resuming from `out` does besides skipping finished tasks, said before anything runs."""
+    notes = []
+    if retried:
+        notes.append(
+            f"{retried} task(s) whose last result was an error run again (--no-retry-errors keeps those results)"
+        )
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        notes.append(
+            f"{len(changed)} task(s) changed since their result in {out} (query, expected answer, scorer or "
+            f"context) and run again: {shown}"
+        )
+    for diff in other_configs:
+        what = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        notes.append(
+            f"{out} holds results of these tasks from another set-up ({what or 'an older results format'}); "
+            f"they are kept, this run's results are added beside them, and `rlm-sandbox report {out}` shows both"
+        )
+    return notes
+
+
 def _same_task(record: dict[str, Any], task: Task) -> bool:
-    scorer = (task.scorer or default_scorer(task.expected)).name
-    expected = json.loads(json.dumps(task.expected))  # as it reads back from the file
-    return record.get("query") == task.query[:1000] and record.get("expected") == expected and record.get("scorer") == scorer
+    recorded = record.get("task_fingerprint")
+    if not recorded:
+        return False  # an older file, or a task that failed before its context loaded
+    try:
+        return bool(recorded == task.fingerprint())
+    except Exception:
+        return False  # its context cannot be read now: run it, and let that fail properly
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def config_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """How set-up `after` differs from `before`, one "key: old -> new" per difference."""
+    old, new = _flatten(before), _flatten(after)
+    if "limits.max_depth" in old or "limits.max_depth" in new:
+        old.pop("max_depth", None)
+        new.pop("max_depth", None)
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
 
 
 class _Running:

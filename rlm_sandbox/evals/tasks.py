@@ -3,6 +3,7 @@
 A tasks file is JSONL, one task per line::
 
     {"id": "q1", "context": "inline text ...", "query": "...", "expected": "42"}
+    {"id": "q1b", "context_text": "a/b.txt is not a file here, just text", "query": "...", "expected": "x"}
     {"id": "q2", "context": "docs/lease.txt", "query": "...", "expected": "Ann", "scorer": "contains"}
     {"id": "q3", "context": ["a.txt", "b.txt"], "query": "...", "expected": 12, "scorer": {"name": "numeric", "tolerance": 1}}
     {"id": "q4", "context_path": "big.txt", "query": "...", "expected": ["x", "y"], "scorer": "f1"}
@@ -11,31 +12,46 @@ A tasks file is JSONL, one task per line::
 `context` is inline text (or any JSON value), unless it names files: a one-line
 string naming an existing file (relative to the tasks file, or absolute) is that
 file's text, and a list whose every item names an existing file is the list of
-their texts (`.json` files are parsed). `context_path` always means files, so a
-missing one is an error rather than a silent inline string. `generator` makes the
-context again, deterministically, from a built-in synthetic suite.
+their texts (`.json` files are parsed). A one-line string that looks like a path
+(it has a path separator or ends in a known extension) but names no file is an
+error when the tasks are loaded, not text sent to the model: inline text that looks
+like a path goes in `context_text`, which is always text. `context_path` always
+means files. `generator` makes the context again, deterministically, from a
+built-in synthetic suite.
 
 Contexts are loaded only when the task runs, one task at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..errors import RLMSandboxError
+from ..errors import InputError
 
 __all__ = ["EvalError", "GeneratorRef", "ScorerSpec", "Task", "load_tasks", "write_tasks"]
 
 _MAX_PATH_CHARS = 4096
 
 
-class EvalError(RLMSandboxError):
+class EvalError(InputError):
     """A tasks file, a task or an eval run is unusable as given."""
+
+
+# Extensions that make a one-line `context` a file name rather than text.
+_FILE_SUFFIX = re.compile(r"\.(txt|text|md|json|jsonl|csv|tsv|log|xml|html?|ya?ml|py|pdf|rst|toml|ini)$", re.IGNORECASE)
+
+
+def _looks_like_path(value: str) -> bool:
+    if not value or "\n" in value or len(value) > _MAX_PATH_CHARS:
+        return False
+    return "/" in value or "\\" in value or _FILE_SUFFIX.search(value.strip()) is not None
 
 
 ScorerName = Literal["exact", "contains", "numeric", "f1"]
@@ -77,6 +93,8 @@ class Task(BaseModel):
     query: str = Field(min_length=1)
     expected: Any
     context: Any = None
+    context_text: str | None = None
+    """Inline text, never read as a file name."""
     context_path: str | list[str] | None = None
     generator: GeneratorRef | None = None
     scorer: ScorerSpec | None = None
@@ -96,9 +114,10 @@ class Task(BaseModel):
 
     @model_validator(mode="after")
     def _one_context(self) -> Task:
-        given = [name for name in ("context", "context_path", "generator") if getattr(self, name) is not None]
+        sources = ("context", "context_text", "context_path", "generator")
+        given = [name for name in sources if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of context, context_path or generator (got {given or 'none'})")
+            raise ValueError(f"give exactly one of {', '.join(sources)} (got {given or 'none'})")
         if self.expected is None:
             raise ValueError("expected must not be null")
         return self
@@ -124,6 +143,8 @@ class Task(BaseModel):
             from .suites import materialize
 
             return materialize(self.generator)
+        if self.context_text is not None:
+            return self.context_text
         if self.context_path is not None:
             paths = [self.context_path] if isinstance(self.context_path, str) else self.context_path
             texts = [_read(self._resolve(p, must_exist=True)) for p in paths]  # type: ignore[arg-type]
@@ -137,6 +158,48 @@ class Task(BaseModel):
             if all(path is not None for path in paths):
                 return [_read(path) for path in paths]  # type: ignore[arg-type]
         return context
+
+    def check_files(self) -> None:
+        """Raise EvalError now for a named file that does not exist (rather than when the task runs)."""
+        if self.context_path is not None:
+            for name in [self.context_path] if isinstance(self.context_path, str) else self.context_path:
+                self._resolve(name, must_exist=True)
+            return
+        names = self.context if isinstance(self.context, list) else [self.context]
+        if not all(isinstance(name, str) for name in names):
+            return
+        for name in names:
+            if self._resolve(name) is None and _looks_like_path(name):
+                where = Path(name).expanduser()
+                if not where.is_absolute() and self._base_dir is not None:
+                    where = self._base_dir / where
+                raise EvalError(
+                    f"task {self.id}: context {name[:200]!r} looks like a file name, but {str(where)[:300]!r} does not exist",
+                    "fix the path, or put inline text in context_text",
+                )
+
+    def fingerprint(self, context: Any = None) -> str:
+        """What decides this task's result besides the run's set-up: query, expected, scorer, context content.
+
+        `context` is the loaded context if the caller has it; else it is loaded (or, for a
+        generated one, its recipe is hashed: the same recipe makes the same text).
+        """
+        from .scorers import default_scorer
+
+        digest = hashlib.sha256()
+        scorer = self.scorer or default_scorer(self.expected)
+        head = {"query": self.query, "expected": self.expected, "scorer": scorer.model_dump(mode="json")}
+        digest.update(json.dumps(head, sort_keys=True, default=str).encode("utf-8", "surrogatepass"))
+        if self.generator is not None:
+            digest.update(b"generator:" + self.generator.model_dump_json().encode())
+        else:
+            value = self.load_context() if context is None else context
+            if isinstance(value, str):
+                digest.update(b"text:" + value.encode("utf-8", "surrogatepass"))
+            else:
+                canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+                digest.update(b"json:" + canonical.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()[:16]
 
     def inline(self) -> Task:
         """A copy whose file-based context is read into the task (for workers without the files)."""
@@ -157,7 +220,7 @@ class Task(BaseModel):
     def _resolve(self, name: str, *, must_exist: bool = False) -> Path | None:
         if not name or "\n" in name or len(name) > _MAX_PATH_CHARS:
             if must_exist:
-                raise EvalError(f"task {self.id}: {name[:80]!r} is not a file name")
+                raise EvalError(f"task {self.id}: {name[:80]!r} is not a file name", "context_path takes file names")
             return None
         path = Path(name).expanduser()
         if not path.is_absolute() and self._base_dir is not None:
@@ -169,7 +232,7 @@ class Task(BaseModel):
         if exists:
             return path
         if must_exist:
-            raise EvalError(f"task {self.id}: context file {str(path)!r} does not exist")
+            raise EvalError(f"task {self.id}: context file {str(path)!r} does not exist", "fix the path in context_path")
         return None
 
 
@@ -207,7 +270,12 @@ def load_tasks(path: str | Path) -> list[Task]:
             if task.id in seen:
                 raise EvalError(f"{path}:{number}: task id {task.id!r} is already used on line {seen[task.id]}")
             seen[task.id] = number
-            tasks.append(task.with_base_dir(path.parent))
+            task.with_base_dir(path.parent)
+            try:
+                task.check_files()
+            except EvalError as exc:
+                raise EvalError(f"{path}:{number}: {exc.what}", exc.fix) from None
+            tasks.append(task)
     if not tasks:
         raise EvalError(f"{path}: no tasks")
     return tasks

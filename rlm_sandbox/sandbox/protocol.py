@@ -208,6 +208,9 @@ def encode_context(context: Context) -> tuple[bytes, bytes]:
     elif isinstance(context, _BYTES_LIKE):
         header["encoding"], payload = "bytes", bytes(context)
     elif isinstance(context, (list, dict)):
+        from ..contexts import check_context
+
+        check_context(context)  # json.dumps would turn a key 1 into "1" without a word
         blobs: list[tuple[list[str | int], bytes]] = []
         document = _cut_blobs(context, [], blobs)
         try:

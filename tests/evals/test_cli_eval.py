@@ -45,7 +45,7 @@ def junit_counts(path) -> dict[str, int]:
 def test_built_in_suites_with_the_scripted_model_then_report(tmp_path, sandbox_image):
     done = cli(
         "eval", "--suite", "niah,aggregation,pairs", "--n", "2", "--size", "4k",
-        "--out", "r1.jsonl", "--junit", "j.xml", "--fail-under", "1.0", cwd=tmp_path,
+        "--out", "r1.jsonl", "--junit", "j.xml", "--fail-under", "1.0", "--demo", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "no model: scripted demo" in done.stderr
@@ -54,7 +54,7 @@ def test_built_in_suites_with_the_scripted_model_then_report(tmp_path, sandbox_i
     suites = {s.get("name") for s in ET.parse(tmp_path / "j.xml").getroot().findall("testsuite")}
     assert suites == {"niah", "aggregation", "pairs"}
 
-    deeper = cli("eval", "--suite", "niah", "--n", "2", "--size", "4k,16k", "--max-depth", "2", "--out", "r2.jsonl", "--json", cwd=tmp_path)
+    deeper = cli("eval", "--suite", "niah", "--n", "2", "--size", "4k,16k", "--max-depth", "2", "--out", "r2.jsonl", "--json", "--demo", cwd=tmp_path)
     assert deeper.returncode == 0, deeper.stderr
     summary = json.loads(deeper.stdout)
     assert (summary["accuracy"], summary["tasks"], summary["max_depth"]) == (1.0, 4, 2)
@@ -73,6 +73,8 @@ def test_junit_and_fail_under_against_an_openai_compatible_server(tmp_path, sand
     def respond(body):
         if "(wrong)" in (question_of(body) or ""):
             return Reply.text("FINAL(0)")
+        if "(refused)" in (question_of(body) or ""):
+            return Reply.error(400, message="this prompt is refused")
         return scripted(body)
 
     rows = [
@@ -80,12 +82,17 @@ def test_junit_and_fail_under_against_an_openai_compatible_server(tmp_path, sand
         needle_task("wrong-1", 2345678, query="What is the magic number? (wrong)"),
         needle_task("right-2", 3456789),
         needle_task("wrong-2", 4567891, query="What is the magic number? (wrong)"),
-        {"id": "broken", "context_path": "nowhere.txt", "query": "q", "expected": "x"},
+        needle_task("broken", 5678912, query="What is the magic number? (refused)"),
     ]
     write_jsonl(tmp_path / "tasks.jsonl", rows)
     with FakeOpenAIServer(respond) as server:
         args = ("eval", "tasks.jsonl", "--base-url", server.base_url, "--model", "local-model", "--out", "r.jsonl", "--junit", "j.xml")
-        strict = cli(*args, "--fail-under", "0.75", cwd=tmp_path)
+        errors = cli(*args, "--fail-under", "0.1", cwd=tmp_path)
+        assert errors.returncode == 3, errors.stderr
+        assert "1 task(s) ended in an error" in errors.stderr and "Traceback" not in errors.stderr
+        assert "broken: error: " in errors.stdout and "HTTP 400" in errors.stdout, "the summary says which and why"
+        assert "wrong-1: expected '2345678', got '0'" in errors.stdout
+        strict = cli(*args, "--fail-under", "0.75", "--allow-errors", "--no-retry-errors", cwd=tmp_path)
         assert strict.returncode == 1, strict.stderr
         assert "under --fail-under" in strict.stderr and "scripted demo" not in strict.stderr
         assert junit_counts(tmp_path / "j.xml") == {"tests": 5, "failures": 2, "errors": 1, "skipped": 0}
@@ -93,10 +100,11 @@ def test_junit_and_fail_under_against_an_openai_compatible_server(tmp_path, sand
         failed = {c.get("name") for c in root.iter("testcase") if c.find("failure") is not None}
         assert failed == {"wrong-1", "wrong-2"}
         assert "expected 2345678, got 0" in root.find(".//testcase[@name='wrong-1']/failure").get("message")
-        assert "nowhere.txt" in root.find(".//testcase[@name='broken']/error").get("message")
+        assert "HTTP 400" in root.find(".//testcase[@name='broken']/error").get("message")
+        assert "detail: None" not in (tmp_path / "j.xml").read_text()
         requests = server.request_count
 
-        lenient = cli(*args, "--fail-under", "0.4", cwd=tmp_path)  # 2 of 5 correct
+        lenient = cli(*args, "--fail-under", "40%", "--allow-errors", "--no-retry-errors", cwd=tmp_path)  # 2 of 5
         assert lenient.returncode == 0, lenient.stderr
         assert server.request_count == requests, "the second run resumed: no task ran again"
         assert "5 task(s) already finished" in lenient.stderr
@@ -144,7 +152,7 @@ def test_ctrl_c_mid_suite_loses_nothing_and_the_same_command_resumes(tmp_path, d
         assert "interrupted: 2 of 6 tasks finished (2 in this run)" in stderr
         assert "run the same command again to resume" in stderr
         assert "the interrupted tasks had made 2 model call(s)" in stderr  # one first turn each
-        assert sorted(r["task_id"] for r in read_results(tmp_path / "r.jsonl")) == ["t0", "t1"]
+        assert sorted(r["id"] for r in read_results(tmp_path / "r.jsonl")) == ["t0", "t1"]
         assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2, "nothing partial was written"
         assert wait_until_no_containers(docker_client, {process.pid}) == []
         assert junit_counts(tmp_path / "j.xml") == {"tests": 6, "failures": 0, "errors": 0, "skipped": 4}
@@ -157,7 +165,7 @@ def test_ctrl_c_mid_suite_loses_nothing_and_the_same_command_resumes(tmp_path, d
         assert sorted(started) == sorted(row["query"] for row in rows[2:]), "only the unfinished tasks ran"
     assert junit_counts(tmp_path / "j.xml") == {"tests": 6, "failures": 0, "errors": 0, "skipped": 0}
     results = read_results(tmp_path / "r.jsonl")
-    assert sorted(r["task_id"] for r in results) == [f"t{i}" for i in range(6)]
+    assert sorted(r["id"] for r in results) == [f"t{i}" for i in range(6)]
     assert all(r["correct"] for r in results)
 
 
@@ -166,10 +174,10 @@ def test_ctrl_c_mid_suite_loses_nothing_and_the_same_command_resumes(tmp_path, d
     [
         (["eval"], 2, "one of the arguments"),
         (["eval", "t.jsonl", "--suite", "niah"], 2, "not allowed with"),
-        (["eval", "bad.jsonl"], 1, "bad.jsonl:1: not JSON"),
-        (["eval", "--suite", "ruler"], 1, "no suite 'ruler'"),
-        (["eval", "--suite", "niah", "--size", "huge"], 1, "not a size"),
-        (["report", "missing.jsonl"], 1, "no such results file"),
+        (["eval", "bad.jsonl", "--demo"], 2, "bad.jsonl:1: not JSON"),
+        (["eval", "--suite", "ruler", "--demo"], 2, "no suite 'ruler'"),
+        (["eval", "--suite", "niah", "--size", "huge", "--demo"], 2, "not a size"),
+        (["report", "missing.jsonl"], 2, "no such results file"),
     ],
 )
 def test_usage_errors(tmp_path, args, code, message):
@@ -177,6 +185,7 @@ def test_usage_errors(tmp_path, args, code, message):
     done = cli(*args, cwd=tmp_path)
     assert done.returncode == code, done.stderr
     assert message in done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 
 def test_write_tasks_makes_a_file_the_eval_can_run(tmp_path):
@@ -185,6 +194,6 @@ def test_write_tasks_makes_a_file_the_eval_can_run(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert [line["id"] for line in lines] == ["pairs-2K-s4-000", "pairs-2K-s4-001", "pairs-2K-s4-002"]
     assert all(line["generator"]["suite"] == "pairs" and "context" not in line for line in lines)
-    ran = cli("eval", "pairs.jsonl", "--no-sandbox", "--json", cwd=tmp_path)
+    ran = cli("eval", "pairs.jsonl", "--no-sandbox", "--json", "--demo", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["accuracy"] == 1.0

@@ -124,8 +124,8 @@ def test_eval_on_a_ray_cluster_by_address_then_resume(ray_cluster, tmp_path, doc
         stdout, stderr = process.communicate(timeout=240)
         assert process.returncode == 0, stderr
         results = read_results(tmp_path / "r.jsonl")
-        assert sorted(r["task_id"] for r in results) == ["from-a-file", "inline", "niah"]
-        assert all(r["correct"] for r in results), [(r["task_id"], r["answer"], r["error"]) for r in results]
+        assert sorted(r["id"] for r in results) == ["from-a-file", "inline", "niah"]
+        assert all(r["correct"] for r in results), [(r["id"], r["answer"], r["error"]) for r in results]
         workers = _workers(results)
         assert str(process.pid) not in workers, "tasks ran in Ray workers, not in the driver"
         assert sum(r["model_calls"] for r in results) == server.request_count
@@ -167,7 +167,7 @@ def test_ctrl_c_on_the_ray_driver_cancels_the_running_tasks(ray_cluster, tmp_pat
         assert took < 12, f"the Ray task was not interrupted: exit took {took:.1f} s"
         assert "interrupted: 1 of 2 tasks finished" in stderr
         results = read_results(tmp_path / "r.jsonl")
-        assert [r["task_id"] for r in results] == ["fast"]
+        assert [r["id"] for r in results] == ["fast"]
     # The slow task's sandbox was closed by the worker as the cancel unwound.
     assert wait_until_no_containers(docker_client, _workers(results)) == []
 

@@ -61,11 +61,11 @@ def test_every_suite_end_to_end_in_docker(server, tmp_path, sandbox_image):
     out = tmp_path / "results.jsonl"
     outcome = run_eval(tasks, config_for(server, sandbox="docker"), out=out, concurrency=3)
     assert (outcome.total, outcome.ran, outcome.resumed, outcome.interrupted) == (6, 6, 0, False)
-    assert [r["task_id"] for r in outcome.results] == [t.id for t in tasks], "results come back in task order"
-    bad = [(r["task_id"], r["answer"], r["error"]) for r in outcome.results if not r["correct"]]
+    assert [r["id"] for r in outcome.results] == [t.id for t in tasks], "results come back in task order"
+    bad = [(r["id"], r["answer"], r["error"]) for r in outcome.results if not r["correct"]]
     assert not bad and outcome.accuracy == 1.0
     lines = read_results(out)
-    assert sorted(r["task_id"] for r in lines) == sorted(t.id for t in tasks)
+    assert sorted(r["id"] for r in lines) == sorted(t.id for t in tasks)
     for record in lines:
         result = TaskResult.model_validate(record)  # every line is a whole, valid result
         assert result.config["model"] == "fake-root" and result.config["sub_model"] == "fake-sub"
@@ -102,14 +102,14 @@ def test_resume_skips_finished_tasks_and_a_torn_line(server, tmp_path):
     assert first.ran == 2 and len(read_results(out)) == 2
     # A crash in the middle of writing the third line:
     with out.open("a") as handle:
-        handle.write('{"task_id": "t2", "fingerprint": "' + config.fingerprint() + '", "answ')
+        handle.write('{"id": "t2", "fingerprint": "' + config.fingerprint() + '", "answ')
     before = server.request_count
     second = run_eval(needles(4), config, out=out, concurrency=2)
     assert (second.resumed, second.ran, second.accuracy) == (2, 2, 1.0)
     # Two tasks started (one first turn each); the finished ones were not asked again.
     assert sum(1 for r in server.requests[before:] if is_root(r.body) and turn_of(r.body) == 0) == 2
     records = read_results(out)
-    assert sorted(r["task_id"] for r in records) == ["t0", "t1", "t2", "t3"]
+    assert sorted(r["id"] for r in records) == ["t0", "t1", "t2", "t3"]
     assert len(out.read_text().splitlines()) == 5, "the torn line stays, alone on its line, and is skipped"
     third = run_eval(needles(4), config, out=out)
     assert (third.resumed, third.ran, len(third.results)) == (4, 0, 4)
@@ -123,15 +123,15 @@ def test_another_configuration_does_not_resume_from_these_results(server, tmp_pa
     assert len({r["fingerprint"] for r in read_results(out)}) == 2
 
 
-def test_errors_are_kept_unless_retried(server, tmp_path):
+def test_errors_are_retried_unless_kept(server, tmp_path):
     out = tmp_path / "results.jsonl"
     server.set_responder(lambda body: Reply.error(400, message="bad request"))
     failed = run_eval(needles(2), config_for(server), out=out)
     assert [r["stop_reason"] for r in failed.results] == ["error", "error"]
     assert all("HTTP 400" in r["error"] for r in failed.results)
     server.set_responder(scripted)
-    assert run_eval(needles(2), config_for(server), out=out).ran == 0
-    retried = run_eval(needles(2), config_for(server), out=out, retry_errors=True)
+    assert run_eval(needles(2), config_for(server), out=out, retry_errors=False).ran == 0
+    retried = run_eval(needles(2), config_for(server), out=out)
     assert (retried.ran, retried.accuracy) == (2, 1.0)
     assert len(read_results(out)) == 4, "the errors stay in the file; the newer lines win"
 
@@ -157,7 +157,7 @@ def test_each_scorer_through_the_runner(server, tmp_path):
     ]
     tasks = load_tasks(write_jsonl(tmp_path / "tasks.jsonl", rows))
     outcome = run_eval(tasks, config_for(server), concurrency=5)
-    got = {r["task_id"]: (r["scorer"], round(r["score"], 3), r["correct"]) for r in outcome.results}
+    got = {r["id"]: (r["scorer"], round(r["score"], 3), r["correct"]) for r in outcome.results}
     assert got == {
         "exact": ("exact", 1.0, True),
         "contains": ("contains", 1.0, True),
@@ -177,13 +177,16 @@ def test_a_failing_task_never_stops_the_suite(server, tmp_path):
     server.set_responder(respond)
     rows = [
         needle_task("ok-1", 1111111),
-        {"id": "no-file", "context_path": "missing.txt", "query": "q", "expected": "x"},
         needle_task("refused", 2222222, query="What is the magic number? (broken model)"),
         needle_task("ok-2", 3333333),
     ]
+    tasks = load_tasks(write_jsonl(tmp_path / "t.jsonl", rows))
+    # A file that vanished after the tasks were loaded (load_tasks itself refuses a missing one).
+    gone = Task.model_validate({"id": "no-file", "context_path": "missing.txt", "query": "q", "expected": "x"})
+    tasks.insert(1, gone.with_base_dir(tmp_path))
     out = tmp_path / "results.jsonl"
-    outcome = run_eval(load_tasks(write_jsonl(tmp_path / "t.jsonl", rows)), config_for(server), out=out, concurrency=2)
-    by_id = {r["task_id"]: r for r in outcome.results}
+    outcome = run_eval(tasks, config_for(server), out=out, concurrency=2)
+    by_id = {r["id"]: r for r in outcome.results}
     assert len(read_results(out)) == 4
     assert by_id["ok-1"]["correct"] and by_id["ok-2"]["correct"]
     assert by_id["no-file"]["stop_reason"] == "error" and "missing.txt" in by_id["no-file"]["error"]
@@ -216,7 +219,7 @@ def test_a_task_whose_sandbox_is_killed_is_recorded_and_the_suite_goes_on(server
         load_tasks(write_jsonl(tmp_path / "t.jsonl", rows)), config_for(server, sandbox="docker"), out=out, concurrency=1
     )
     assert len(killed) == 1
-    by_id = {r["task_id"]: r for r in read_results(out)}
+    by_id = {r["id"]: r for r in read_results(out)}
     assert by_id["killed"]["sandbox_restarts"] == 1
     assert (by_id["killed"]["answer"], by_id["killed"]["correct"]) == ("lost my sandbox", False)
     assert by_id["before"]["correct"] and by_id["after"]["correct"]
@@ -238,7 +241,7 @@ def test_results_lines_are_plain_json(server, tmp_path):
     out = tmp_path / "r.jsonl"
     run_eval(needles(1), config_for(server), out=out)
     record = json.loads(out.read_text().splitlines()[0])
-    for field in ("task_id", "fingerprint", "config", "answer", "expected", "score", "correct", "stop_reason", "usage",
+    for field in ("id", "task_fingerprint", "fingerprint", "config", "answer", "expected", "score", "correct", "stop_reason", "usage",
                   "elapsed_s", "error", "context_chars", "context_tokens", "sub_calls", "worker", "finished_at"):
         assert field in record
     assert record["config"]["limits"]["max_depth"] == record["config"]["max_depth"] == 1
@@ -251,4 +254,61 @@ def test_a_changed_task_is_run_again_not_resumed(server, tmp_path):
     changed[1] = changed[1].model_copy(update={"expected": "1000042"})  # its answer key was fixed
     again = run_eval(changed, config_for(server), out=out)
     assert (again.resumed, again.ran) == (1, 1)
-    assert {r["task_id"]: r["correct"] for r in again.results} == {"t0": True, "t1": False}
+    assert {r["id"]: r["correct"] for r in again.results} == {"t0": True, "t1": False}
+
+
+def test_a_changed_context_or_endpoint_is_run_again_and_said(server, tmp_path):
+    (tmp_path / "doc.txt").write_text("The magic number is 1234567.")
+    tasks_file = write_jsonl(tmp_path / "t.jsonl", [{"id": "f", "context": "doc.txt", "query": "What is the magic number?", "expected": "1234567"}])
+    out = tmp_path / "r.jsonl"
+    assert run_eval(load_tasks(tasks_file), config_for(server), out=out).ran == 1
+    assert run_eval(load_tasks(tasks_file), config_for(server), out=out).resumed == 1
+
+    (tmp_path / "doc.txt").write_text("The magic number is 7654321.")  # same path, new content
+    changed = run_eval(load_tasks(tasks_file), config_for(server), out=out)
+    assert (changed.resumed, changed.ran, changed.changed_tasks) == (0, 1, ["f"])
+    assert changed.results[0]["answer"] == "7654321"
+
+    with FakeOpenAIServer(scripted) as elsewhere:  # another endpoint: another set-up
+        moved = run_eval(load_tasks(tasks_file), config_for(elsewhere), out=out)
+        assert (moved.resumed, moved.ran) == (0, 1)
+        assert any("base_url" in line for diff in moved.other_configs for line in diff)
+
+
+def test_errors_run_again_by_default_and_changed_limits_are_reported(server, tmp_path):
+    fail = threading.Event()
+    fail.set()
+    server.set_responder(lambda body: Reply.error(400, message="nope") if fail.is_set() else scripted(body))
+    out = tmp_path / "r.jsonl"
+    first = run_eval(needles(1), config_for(server), out=out)
+    assert first.results[0]["stop_reason"] == "error"
+    fail.clear()
+    kept = run_eval(needles(1), config_for(server), out=out, retry_errors=False)
+    assert (kept.resumed, kept.ran) == (1, 0)
+    again = run_eval(needles(1), config_for(server), out=out)
+    assert (again.resumed, again.ran, again.retried_errors) == (0, 1, 1)
+    assert again.results[0]["correct"]
+
+    notes: list[str] = []
+
+    class Sink:
+        def notes(self, lines):
+            notes.extend(lines)
+
+        def start(self, total, resumed): ...
+        def task_started(self, task): ...
+        def task_finished(self, result): ...
+        def interrupted(self): ...
+        def stop(self): ...
+
+    tighter = run_eval(needles(1), config_for(server, max_iterations=5), out=out, progress=Sink())
+    assert (tighter.resumed, tighter.ran) == (0, 1)
+    assert tighter.other_configs == [["limits.max_iterations: 20 -> 5"]]
+    assert any("max_iterations: 20 -> 5" in note and "report" in note for note in notes), notes
+
+
+def test_results_files_that_say_task_id_still_resume_by_id(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"task_id": "t0", "fingerprint": "abc", "answer": "1"}) + "\n")
+    (record,) = read_results(old)
+    assert record["id"] == "t0" and "task_id" not in record

@@ -44,10 +44,41 @@ def test_inline_text_path_and_list_of_paths(tmp_path):
     assert tasks[1].inline().context == "alpha" and tasks[1].inline().load_context() == "alpha"
 
 
-def test_a_missing_context_path_fails_when_the_task_runs(tmp_path):
-    (task,) = load_tasks(write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "context_path": "gone.txt", "query": "q", "expected": "x"}]))
-    with pytest.raises(EvalError, match="gone.txt"):
-        task.load_context()
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"id": "a", "context_path": "gone.txt", "query": "q", "expected": "x"},
+        {"id": "a", "context": "docs/gone.txt", "query": "q", "expected": "x"},
+        {"id": "a", "context": "gone.json", "query": "q", "expected": "x"},
+        {"id": "a", "context": ["gone.txt", "also-gone.txt"], "query": "q", "expected": "x"},
+    ],
+)
+def test_a_missing_context_file_is_an_error_when_the_tasks_load(tmp_path, row):
+    """Not the path's text sent to the model as if it were the context."""
+    with pytest.raises(EvalError, match=r"t.jsonl:1: task a: .*gone.* \(.*\)$"):
+        load_tasks(write_jsonl(tmp_path / "t.jsonl", [row]))
+
+
+def test_context_text_is_text_even_when_it_looks_like_a_path(tmp_path):
+    (task,) = load_tasks(
+        write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "context_text": "docs/gone.txt", "query": "q", "expected": "x"}])
+    )
+    assert task.load_context() == "docs/gone.txt"
+    with pytest.raises(ValueError, match="exactly one of"):
+        Task(id="b", context="x", context_text="y", query="q", expected="z")
+
+
+def test_a_task_fingerprint_follows_its_context_content(tmp_path):
+    (tmp_path / "doc.txt").write_text("version one")
+    path = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "context": "doc.txt", "query": "q", "expected": "x"}])
+    (task,) = load_tasks(path)
+    before = task.fingerprint()
+    assert task.fingerprint() == before == task.fingerprint(task.load_context())
+    (tmp_path / "doc.txt").write_text("version two")
+    assert task.fingerprint() != before
+    assert task.inline().fingerprint() == task.fingerprint(), "a Ray worker's inline copy hashes the same"
+    changed_scorer = Task(id="a", context="doc.txt", query="q", expected="x", scorer="contains").with_base_dir(tmp_path)
+    assert changed_scorer.fingerprint() != task.fingerprint()
 
 
 @pytest.mark.parametrize(
