@@ -365,6 +365,12 @@ def cmd_view(args: argparse.Namespace) -> int:
     if not events:
         err.print(f"[red]no events in {escape(args.file)}[/red]")
         return 1
+    if args.html:
+        from .pages import write_trajectory_page
+
+        path = write_trajectory_page(events, args.html, source=args.file)
+        err.print(f"page written to {escape(str(path))} (one file; opens offline)")
+        return 0
     out.print(trajectory_tree(events))
     return 0
 
@@ -477,6 +483,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plot:
         path = plot_runs(runs, args.plot)
         err.print(f"plot written to {escape(str(path))}")
+    if args.html:
+        from .pages import write_report_page
+
+        path = write_report_page(runs, args.html)
+        err.print(f"page written to {escape(str(path))} (one file; opens offline)")
     return 0
 
 
@@ -570,6 +581,7 @@ def _add_niah(commands: argparse._SubParsersAction) -> None:
 def _add_view(commands: argparse._SubParsersAction) -> None:
     view = commands.add_parser("view", help="render a saved trajectory (JSONL) as a tree")
     view.add_argument("file")
+    view.add_argument("--html", metavar="OUT", help="write a self-contained HTML page (tree, timeline, search) instead")
     view.set_defaults(handler=cmd_view)
 
 
@@ -621,6 +633,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     report.add_argument("results", nargs="+", metavar="RESULTS.jsonl")
     report.add_argument("--plot", metavar="PNG", help="write accuracy and cost against context size (needs rlm-sandbox[plot])")
     report.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page of the runs and tasks")
     report.set_defaults(handler=cmd_report)
 
 
