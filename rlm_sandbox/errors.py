@@ -60,3 +60,7 @@ class BudgetExceededError(RLMSandboxError):
 
 class CompletionTimeoutError(BudgetExceededError):
     """The wall-clock deadline of the completion has passed."""
+
+
+class MissingExtraError(RLMSandboxError, ImportError):
+    """An optional feature was used without its extra installed; the message names the pip command."""

@@ -210,8 +210,8 @@ class _Tree:
 
     # ------------------------------------------------------------- one node
 
-    def run_node(self, context: Any, query: str, *, depth: int, parent: int | None) -> _Outcome:
-        node = next(self._node_ids)
+    def run_node(self, context: Any, query: str, *, depth: int, parent: int | None, node: int | None = None) -> _Outcome:
+        node = next(self._node_ids) if node is None else node
         limits = self.rlm.limits
         emit = self.trajectory.emit
         emit("node_start", node=node, parent=parent, depth=depth, query=query)
@@ -423,6 +423,7 @@ class _Tree:
     def _plain_call(self, prompt: str, model: str, node: int, depth: int) -> str:
         started = time.monotonic()
         error = None
+        response = None
         try:
             response = complete_within_budget(
                 self.rlm.sub_client,
@@ -436,6 +437,16 @@ class _Tree:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            # Tokens and cost of the call, when it was answered (traces and the page show them).
+            usage = (
+                {}
+                if response is None
+                else {
+                    "input_tokens": response.input_tokens,
+                    "output_tokens": response.output_tokens,
+                    "cost_usd": response.cost_usd,
+                }
+            )
             self.trajectory.emit(
                 "sub_call",
                 kind="llm",
@@ -445,15 +456,19 @@ class _Tree:
                 prompt_chars=len(prompt),
                 duration_s=round(time.monotonic() - started, 6),
                 error=error,
+                **usage,
             )
 
     def _child_call(self, prompt: str, node: int, depth: int) -> str:
         started = time.monotonic()
-        outcome = self.run_node(prompt, CHILD_QUERY, depth=depth + 1, parent=node)
+        # The child's id is taken here so the sub_call event can name it (traces pair them).
+        child = next(self._node_ids)
+        outcome = self.run_node(prompt, CHILD_QUERY, depth=depth + 1, parent=node, node=child)
         self.trajectory.emit(
             "sub_call",
             kind="rlm",
             node=node,
+            child=child,
             depth=depth,
             stop_reason=outcome.stop_reason,
             prompt_chars=len(prompt),
