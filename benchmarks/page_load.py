@@ -153,7 +153,9 @@ class BrowserRun:
         """The page's console messages (uncaught errors, CSP violations)."""
 
 
-def run_chromium(page: Path, *, screenshot: Path | None = None, size: str = "1400,1000", budget_ms: int = 5000) -> BrowserRun:
+def run_chromium(
+    page: Path, *, screenshot: Path | None = None, size: str = "1400,1000", budget_ms: int = 5000, fragment: str = ""
+) -> BrowserRun:
     """Open `page` headless; return the DOM after its script ran (or save a screenshot)."""
     browser = find_chromium()
     if browser is None:
@@ -168,7 +170,7 @@ def run_chromium(page: Path, *, screenshot: Path | None = None, size: str = "140
             command.append(f"--screenshot={screenshot}")
         else:
             command.append("--dump-dom")
-        command.append(page.resolve().as_uri())
+        command.append(page.resolve().as_uri() + fragment)
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")

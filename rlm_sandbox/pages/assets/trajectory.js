@@ -10,6 +10,8 @@
   const events = (Array.isArray(payload.events) ? payload.events : []).filter(
     (e) => e && typeof e === "object" && !Array.isArray(e)
   );
+  // Fields every event carries, shown elsewhere (placement, time axis, header).
+  const PLUMBING = new Set(["type", "t", "run_id", "node", "depth"]);
   const KNOWN = new Set(["metadata", "node_start", "model_call", "exec", "sub_call", "node_end", "result", "interrupted"]);
 
   // ------------------------------------------------------------ the model of the run
@@ -199,7 +201,15 @@
         execs += 1;
         if (event.error) execErrors += 1;
       }
-      if (type === "sub_call") subCalls += 1;
+      if (type === "sub_call") {
+        subCalls += 1;
+        if (event.input_tokens !== undefined) {
+          tokensIn += num(event.input_tokens);
+          tokensOut += num(event.output_tokens);
+          cost += num(event.cost_usd);
+          calls += 1;
+        }
+      }
       if (event.duration_s !== undefined && type !== "node_end") {
         const kind = label(event);
         timeByKind.set(kind, (timeByKind.get(kind) || 0) + num(event.duration_s));
@@ -217,7 +227,7 @@
       cards,
       RLM.stat("wall time", seconds(wall), result ? int(result.iterations) + " root turns" : "no result event"),
       RLM.stat("tokens", int(tokensIn + tokensOut), int(tokensIn) + " in · " + int(tokensOut) + " out"),
-      RLM.stat("cost", usd(cost), int(calls) + " model calls" + (usage ? "" : " (root turns only)")),
+      RLM.stat("cost", usd(cost), int(calls) + " model calls" + (usage ? "" : " (from events)")),
       RLM.stat("nodes", int(nodes.size), "max depth " + Math.max(0, ...[...nodes.values()].map((n) => num(n.depth)))),
       RLM.stat("code blocks", int(execs), execErrors ? int(execErrors) + " raised an error" : "no errors", execErrors ? "warn" : ""),
       RLM.stat("sub-calls", int(subCalls), "llm_query and rlm_query"),
@@ -293,7 +303,7 @@
           const link = el("button", "link", where(event));
           link.type = "button";
           link.addEventListener("click", () => reveal(index));
-          const what = event.error ? str(event.error) : event.timed_out ? "timed out" : event.restarted ? "sandbox restarted" :
+          const what = event.error ? lastLine(str(event.error)) : event.timed_out ? "timed out" : event.restarted ? "sandbox restarted" :
             "stopped: " + str(event.stop_reason);
           add(li, link, " ", el("span", "problem-text", what.slice(0, 300)));
           ul.appendChild(li);
@@ -306,6 +316,12 @@
     );
     box.appendChild(list);
     return box;
+  }
+
+  // A traceback says what went wrong on its last line.
+  function lastLine(text) {
+    const lines = text.trim().split("\n").filter((line) => line.trim());
+    return lines.length ? lines[lines.length - 1] : text;
   }
 
   function where(event) {
@@ -572,7 +588,7 @@
     }
     box.appendChild(RLM.reply(str(event.response)));
     for (const key of Object.keys(event)) {
-      if (!["type", "t", "node", "depth", "iteration", "model", "input_tokens", "output_tokens", "cost_usd", "duration_s", "prompt", "response"].includes(key)) {
+      if (!PLUMBING.has(key) && ![ "iteration", "model", "input_tokens", "output_tokens", "cost_usd", "duration_s", "prompt", "response"].includes(key)) {
         box.appendChild(keyValue(key, event[key]));
       }
     }
@@ -601,7 +617,7 @@
     if (!out.childNodes.length) out.appendChild(el("div", "note", "(no output)"));
     box.appendChild(out);
     for (const key of Object.keys(event)) {
-      if (!["type", "t", "node", "depth", "iteration", "block", "code", "stdout", "stderr", "error", "final", "timed_out", "restarted", "truncated", "duration_s"].includes(key)) {
+      if (!PLUMBING.has(key) && !["iteration", "block", "code", "stdout", "stderr", "error", "final", "timed_out", "restarted", "truncated", "duration_s"].includes(key)) {
         box.appendChild(keyValue(key, event[key]));
       }
     }
@@ -661,13 +677,21 @@
 
   function subCallView(event) {
     const row = el("div", "subcall" + (event.error ? " failed" : ""));
+    const tokens = event.input_tokens !== undefined ? int(event.input_tokens) + " → " + int(event.output_tokens) + " tokens" : null;
     add(row, el("span", "subcall-kind", label(event)),
-      el("span", "subcall-meta", [event.model ? str(event.model) : null, int(event.prompt_chars) + " chars", seconds(event.duration_s)]
-        .filter(Boolean).join(" · ")));
+      el("span", "subcall-meta", [event.model ? str(event.model) : null, int(event.prompt_chars) + " chars", tokens,
+        seconds(event.duration_s), event.cost_usd ? usd(event.cost_usd) : null].filter(Boolean).join(" · ")));
+    if (event.child !== undefined && event.child !== null && nodes.has(String(event.child))) {
+      const link = el("button", "link", "→ node " + str(event.child));
+      link.type = "button";
+      link.addEventListener("click", () => revealNode(nodes.get(String(event.child)), true));
+      row.appendChild(link);
+    }
     if (event.stop_reason) row.appendChild(badge(str(event.stop_reason), stopTone(event.stop_reason)));
     if (event.error) row.appendChild(RLM.longText(str(event.error), "error"));
     for (const key of Object.keys(event)) {
-      if (!["type", "t", "node", "depth", "kind", "model", "prompt_chars", "duration_s", "error", "stop_reason"].includes(key)) {
+      if (!PLUMBING.has(key) && !["kind", "model", "prompt_chars", "duration_s", "error", "stop_reason", "child",
+        "input_tokens", "output_tokens", "cost_usd"].includes(key)) {
         row.appendChild(keyValue(key, event[key]));
       }
     }
@@ -684,7 +708,7 @@
     if (event.error) head.appendChild(badge("error", "bad"));
     box.appendChild(head);
     for (const key of Object.keys(event)) {
-      if (key === "type" || key === "t" || key === "node" || key === "depth") continue;
+      if (PLUMBING.has(key)) continue;
       box.appendChild(keyValue(key, event[key]));
     }
     return box;
@@ -789,7 +813,7 @@
       haystacks = events.map((event) => {
         const parts = [];
         for (const [key, value] of Object.entries(event)) {
-          if (key === "t") continue;
+          if (key === "t" || key === "run_id") continue;
           parts.push(typeof value === "string" ? value : JSON.stringify(value));
         }
         return parts.join("\n").toLowerCase();
@@ -819,6 +843,16 @@
         runSearch("", count, results);
       }
     });
+    // A link to the page can carry a search: page.html#search=NameError
+    const fromLink = /^#search=(.+)$/.exec(location.hash);
+    if (fromLink) {
+      try {
+        input.value = decodeURIComponent(fromLink[1]);
+      } catch (error) {
+        input.value = fromLink[1];
+      }
+      setTimeout(() => runSearch(input.value, count, results), 0);
+    }
     document.addEventListener("keydown", (event) => {
       if (event.key === "/" && document.activeElement !== input) {
         event.preventDefault();
@@ -871,7 +905,7 @@
 
   function snippetSource(event) {
     return Object.entries(event)
-      .filter(([key]) => key !== "t")
+      .filter(([key]) => key !== "t" && key !== "run_id")
       .map(([, value]) => (typeof value === "string" ? value : JSON.stringify(value)))
       .join("  ");
   }
