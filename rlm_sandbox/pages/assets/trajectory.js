@@ -925,6 +925,7 @@
   const extra = runEvents();
   if (extra) main.appendChild(extra);
   app.appendChild(main);
+  void document.body.offsetHeight; // style and layout of the first view count too
   const elapsed = performance.now();
   document.body.dataset.renderMs = String(Math.round(elapsed - started));
   document.body.dataset.readyMs = String(Math.round(elapsed));
