@@ -422,7 +422,7 @@
     }
     const peak = Math.max(1, ...counts);
     const row = el("div", "tl-row tl-concurrency");
-    const name = el("div", "tl-label", "in flight ≤" + peak);
+    const name = el("div", "tl-label", "in flight (max " + peak + ")");
     name.title = "model calls, llm_query and tool calls in flight at once; peak " + peak;
     row.appendChild(name);
     const track = el("div", "tl-track");
