@@ -246,3 +246,34 @@ def test_the_page_loads_nothing_and_allows_only_its_own_script():
     block = page[start : page.index("</script>", start)]
     assert "<" not in block[block.index(">") + 1 :]  # the hostile data holds plenty of "<"
     assert not re.search(r"\b(src|href)=", outside)
+
+
+# ------------------------------------------------------------------ eval report
+
+
+def results_line(task: int, depth: int, correct: bool) -> dict:
+    return {
+        "task_id": f"niah-{task}", "fingerprint": f"fp{depth}", "config": {"model": "gpt-5-mini", "max_depth": depth},
+        "suite": "niah", "size_tokens": 4096 * (task + 1), "query": "What is the magic number?",
+        "answer": "1234" if correct else "99", "expected": "1234", "scorer": "exact", "score": float(correct),
+        "correct": correct, "stop_reason": "final" if correct else "max_iterations", "cost_usd": 0.002 * (task + 1),
+        "input_tokens": 1000, "output_tokens": 100, "model_calls": 3, "sub_calls": 2, "elapsed_s": 1.5 + task,
+        "worker": "host:1", "finished_at": "2026-11-30T00:00:00+00:00",
+    }  # fmt: skip
+
+
+def test_report_html_compares_runs_and_lists_every_task(browser, tmp_path):
+    results = tmp_path / "results.jsonl"
+    lines = [results_line(task, depth, correct=(task + depth) % 3 != 0) for depth in (1, 2) for task in range(5)]
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    out = tmp_path / "report.html"
+    assert cli_main(["report", str(results), "--html", str(out)]) == 0
+    run = run_chromium(out)
+    assert not [line for line in run.console if "Uncaught" in line or "Content Security Policy" in line], run.console
+    assert 'data-ready="1"' in run.dom
+    assert "gpt-5-mini, depth 1" in run.dom and "gpt-5-mini, depth 2" in run.dom
+    assert count(run.dom, "task-row") == len(lines)
+    assert count(run.dom, "wrong") == sum(1 for line in lines if not line["correct"])
+    shot = tmp_path / "report.png"
+    run_chromium(out, screenshot=shot, size="1400,900")
+    assert shot.stat().st_size > 20_000

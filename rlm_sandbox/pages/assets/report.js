@@ -38,11 +38,17 @@
         el("td", "n", usd(s.cost_usd) + ((s.unpriced_models || []).length ? " + unpriced" : "")),
         el("td", "n", int(s.input_tokens) + " / " + int(s.output_tokens)), el("td", "n", int(s.model_calls)),
         el("td", "n", int(s.sub_calls)), el("td", "n", seconds(s.p50_s) + " / " + seconds(s.p95_s)), stops,
-        el("td", "wrap", str(run.source)));
+        sourceCell(str(run.source)));
       table.appendChild(row);
     }
     section.appendChild(table);
     return section;
+  }
+
+  function sourceCell(path) {
+    const cell = el("td", "wrap", path.split("/").pop());
+    cell.title = path;
+    return cell;
   }
 
   function tasks() {
@@ -119,7 +125,7 @@
     const tr = el("tr", "task-row " + (r.correct ? "right" : "wrong"));
     add(tr, el("td", null, str(r.task_id)), el("td", null, str(row.run.label)), el("td", null, str(r.suite || "")),
       el("td", "n", r.size_tokens ? int(r.size_tokens) : int(num(r.context_chars) / 4)),
-      el("td", null, r.correct ? "✓" : "✗"), el("td", "n", num(r.score).toFixed(2)));
+      el("td", r.correct ? "yes" : "no", r.correct ? "✓" : "✗"), el("td", "n", num(r.score).toFixed(2)));
     const stop = el("td");
     stop.appendChild(badge(str(r.stop_reason), stopTone(r.stop_reason)));
     add(tr, stop, el("td", "n", usd(r.cost_usd)), el("td", "n", int(num(r.input_tokens) + num(r.output_tokens))),
