@@ -248,3 +248,38 @@ def test_otlp_http_export_reaches_a_collector_in_the_wire_format(fake_openai):
     assert attributes["gen_ai.request.model"].string_value == "fake-root"
     assert attributes["gen_ai.usage.input_tokens"].int_value > 0
     assert chat.end_time_unix_nano > chat.start_time_unix_nano
+
+
+# ------------------------------------------------------------------ events other engineers add
+
+
+def test_tool_calls_unknown_events_and_an_interrupted_tree():
+    """Fed events directly: a tool call becomes an execute_tool span under its node, an
+    untimed unknown event a span event, and an interrupted run closes what is open."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    listener = OpenTelemetryListener(provider)
+    run = {"run_id": "r1"}
+    for event in [
+        {"type": "metadata", "t": 0.0, "model": "m", "sub_model": "s", "query": "q", "context": {}, "limits": {}},
+        {"type": "node_start", "t": 0.01, "node": 0, "parent": None, "depth": 0, "query": "q"},
+        {"type": "tool_call", "t": 0.5, "node": 0, "name": "web_search", "duration_s": 0.2, "error": None},
+        {"type": "compaction", "t": 0.6, "node": 0, "dropped_messages": 4},
+        {"type": "node_start", "t": 0.7, "node": 1, "parent": 0, "depth": 1, "query": "child"},
+        {"type": "interrupted", "t": 0.9},
+    ]:
+        listener(event | run)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    tool = spans["execute_tool web_search"]
+    assert tool.attributes["gen_ai.tool.name"] == "web_search"
+    assert (tool.end_time - tool.start_time) == pytest.approx(0.2e9, abs=1e3)
+    nodes = [span for span in exporter.get_finished_spans() if span.name == "rlm.node"]
+    assert len(nodes) == 2 and all(span.status.status_code is StatusCode.ERROR for span in nodes)
+    root = next(span for span in nodes if span.attributes["rlm.depth"] == 0)
+    assert tool.parent.span_id == root.context.span_id
+    assert [event.name for event in root.events] == ["rlm.compaction"]
+    assert root.events[0].attributes["rlm.dropped_messages"] == 4
+    completion = spans["invoke_agent rlm"]
+    assert completion.attributes["rlm.stop_reason"] == "interrupted"
+    assert spans["rlm.rlm_query"].end_time is not None
