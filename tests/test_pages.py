@@ -129,6 +129,15 @@ def test_a_large_trajectory_draws_lazily_and_completely(browser, tmp_path):
     assert "3,000 events" in dom or f"{len(events):,} events" in dom
     # The tree draws the first turns and offers the rest, rather than building everything.
     assert count(dom, "turn") <= 25 + 25 * sum(1 for e in events if e["type"] == "node_start")
+    # Revealing an event deep in the tree builds and opens the way to it: the child node
+    # inside its parent's (closed, large) batch of calls, then its turn, then the block.
+    index = max(i for i, e in enumerate(events) if e["type"] == "exec" and e["depth"] == 1)
+    assert f'data-event="{index}"' not in dom
+    page = tmp_path / "page.html"
+    opened = run_chromium(page, fragment=f"#event={index}").dom
+    assert re.search(rf'<div class="card exec[^"]*flash[^"]*" data-event="{index}"', opened)
+    child = events[index]["node"]
+    assert re.search(rf'<details class="node depth-1" data-event="\d+" open="">\s*<summary><span class="node-summary"><span class="node-name">node {child}<', opened)
 
 
 # ------------------------------------------------------------------ hostile content

@@ -927,6 +927,9 @@
   app.appendChild(main);
   void document.body.offsetHeight; // style and layout of the first view count too
   const elapsed = performance.now();
+  // A link to one event (page.html#event=123) opens the way to it.
+  const linked = /^#event=(\d+)$/.exec(location.hash);
+  if (linked && events[Number(linked[1])]) setTimeout(() => reveal(Number(linked[1])), 0);
   document.body.dataset.renderMs = String(Math.round(elapsed - started));
   document.body.dataset.readyMs = String(Math.round(elapsed));
   document.body.dataset.ready = "1";
