@@ -228,7 +228,7 @@
       RLM.stat("wall time", seconds(wall), result ? int(result.iterations) + " root turns" : "no result event"),
       RLM.stat("tokens", int(tokensIn + tokensOut), int(tokensIn) + " in · " + int(tokensOut) + " out"),
       RLM.stat("cost", usd(cost), int(calls) + " model calls" + (usage ? "" : " (from events)")),
-      RLM.stat("nodes", int(nodes.size), "max depth " + Math.max(0, ...[...nodes.values()].map((n) => num(n.depth)))),
+      RLM.stat("nodes", int(nodes.size), "deepest at depth " + Math.max(0, ...[...nodes.values()].map((n) => num(n.depth)))),
       RLM.stat("code blocks", int(execs), execErrors ? int(execErrors) + " raised an error" : "no errors", execErrors ? "warn" : ""),
       RLM.stat("sub-calls", int(subCalls), "llm_query and rlm_query"),
       RLM.stat("events", int(events.length), problems.length ? int(problems.length) + " problems" : "no problems", problems.length ? "bad" : "ok")
@@ -381,6 +381,7 @@
     for (let x = 0; x <= span + 1e-9; x += step) {
       const tick = el("span", "tl-tick", seconds(x));
       tick.style.left = (100 * x) / span + "%";
+      if (x > span * 0.94) tick.classList.add("tl-tick-end");
       axisTrack.appendChild(tick);
     }
     axis.appendChild(axisTrack);
@@ -556,7 +557,13 @@
     const box = el("div", "turn");
     box.dataset.turn = turn.iteration;
     box.appendChild(el("div", "turn-title", "turn " + turn.iteration));
-    for (const index of turn.model) box.appendChild(remember(index, modelView(events[index])));
+    const shownCode = new Set();
+    for (const index of turn.model) {
+      box.appendChild(remember(index, modelView(events[index])));
+      for (const match of str(events[index].response).matchAll(/```[\w+-]*[^\n]*\n([\s\S]*?)(?:```|$)/g)) {
+        shownCode.add(match[1].trim());
+      }
+    }
     // Calls made by code come before the exec event of that code: group them with it.
     let pending = [];
     const flushCalls = (into) => {
@@ -565,7 +572,7 @@
     };
     for (const item of turn.items) {
       if (item.kind === "event" && String(events[item.index].type) === "exec") {
-        const view = execView(events[item.index], item.index);
+        const view = execView(events[item.index], item.index, shownCode);
         flushCalls(view.calls);
         box.appendChild(remember(item.index, view.box));
       } else {
@@ -595,7 +602,7 @@
     return box;
   }
 
-  function execView(event, index) {
+  function execView(event, index, shownCode) {
     const failed = !!event.error;
     const box = el("div", "card exec" + (failed ? " failed" : "") + (event.timed_out ? " timed-out" : ""));
     const head = el("div", "card-head");
@@ -606,7 +613,13 @@
     if (event.final !== null && event.final !== undefined) head.appendChild(badge("FINAL", "ok"));
     if (failed) head.appendChild(badge("error", "bad"));
     box.appendChild(head);
-    box.appendChild(RLM.codeBlock(str(event.code), "repl"));
+    const code = str(event.code);
+    if (shownCode && shownCode.has(code.trim())) {
+      // The reply just above shows this code already; keep it one click away.
+      box.appendChild(RLM.lazyDetails("code (as in the reply above)", () => RLM.codeBlock(code, "repl"), "prompt"));
+    } else {
+      box.appendChild(RLM.codeBlock(code, "repl"));
+    }
     const calls = el("div", "calls-slot");
     box.appendChild(calls);
     const out = el("div", "output");
