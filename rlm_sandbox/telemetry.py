@@ -73,6 +73,8 @@ class OpenTelemetryListener:
     `opentelemetry.trace.set_tracer_provider`). `include_content=True` also records
     prompts, replies, code and outputs (cut at 8,000 characters each); by default
     spans carry sizes, durations and outcomes only, since outputs may hold the data.
+    Listeners run inside the completion: export with a `BatchSpanProcessor`, so a slow
+    collector never holds up the run.
 
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> rlm = RLM(model="gpt-5-mini", listeners=[OpenTelemetryListener(TracerProvider())])

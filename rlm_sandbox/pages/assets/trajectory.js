@@ -243,7 +243,7 @@
     times.appendChild(el("h3", null, "time by kind (summed over concurrent work)"));
     for (const [kind, total] of kinds) {
       const row = el("div", "bar-row");
-      const bar = el("div", "bar-fill kind-" + kind.replace(/[^a-z_]/g, "_"));
+      const bar = el("div", "bar-fill kind-" + kind.replace(/[^a-z_]/g, "_") + (kind.includes("tool") ? " kind-tool" : ""));
       bar.style.width = Math.max(1, (100 * total) / (most || 1)) + "%";
       const track = el("div", "bar-track");
       track.appendChild(bar);
@@ -368,7 +368,8 @@
     const headRow = el("div", "tl-head");
     add(headRow, el("h2", null, "timeline"),
       el("span", "legend-item kind-model_call", "model call"), el("span", "legend-item kind-exec", "code"),
-      el("span", "legend-item kind-llm_query", "llm_query"), el("span", "legend-item kind-error", "error"),
+      el("span", "legend-item kind-llm_query", "llm_query"), el("span", "legend-item kind-tool", "tool"),
+      el("span", "legend-item kind-error", "error"),
       el("span", "legend-item kind-other", "other"), el("span", "legend-item critical-legend", "critical path"));
     section.appendChild(headRow);
 
@@ -489,6 +490,7 @@
     if (type === "model_call") return "kind-model_call";
     if (type === "exec") return "kind-exec";
     if (type === "sub_call") return "kind-llm_query";
+    if (type.includes("tool")) return "kind-tool";
     return "kind-other";
   }
 
