@@ -17,12 +17,12 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
-from . import measures
+from . import measures, page_load
 
 console = Console(stderr=True, highlight=False)
 
-FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10}
-QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2}
+FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10, "page_events": [1000, 10_000, 50_000], "page_repeat": 5}
+QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2, "page_events": [1000], "page_repeat": 1}
 
 
 def plan(settings: dict, runtimes: list[str]) -> dict:
@@ -36,6 +36,7 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
         # rlms' DockerREPL runs a fresh interpreter per cell (~0.3 s), hence its own, smaller counts.
         "rlms_comparison": lambda: measures.rlms_docker_repl(settings["rlms_repeat"], settings["rlms_start_repeat"]),
+        "trajectory_page": lambda: page_load.rows(settings["page_events"], settings["page_repeat"]),
     }
 
 

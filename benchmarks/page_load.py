@@ -210,6 +210,13 @@ def measure(n_events: int, repeat: int) -> dict[str, Any]:
     }
 
 
+def rows(sizes: list[int], repeat: int) -> dict[str, Any]:
+    """For `python -m benchmarks`: one row per size, or why it could not run."""
+    if find_chromium() is None:
+        return {"unavailable": "no chromium on PATH: install Debian's `chromium` package"}
+    return {f"{n:,} events": measure(n, repeat) for n in sizes}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", default=[1000, 10_000, 50_000])
