@@ -53,7 +53,9 @@ const RLM = (function () {
   }
 
   function badge(text, tone) {
-    return el("span", "badge " + (tone || ""), text);
+    const node = el("span", "badge " + (tone || ""), text);
+    node.title = String(text);
+    return node;
   }
 
   function stopTone(reason) {

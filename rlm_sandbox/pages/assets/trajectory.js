@@ -247,7 +247,9 @@
       bar.style.width = Math.max(1, (100 * total) / (most || 1)) + "%";
       const track = el("div", "bar-track");
       track.appendChild(bar);
-      add(row, el("span", "bar-label", kind), track, el("span", "bar-value", seconds(total)));
+      const name = el("span", "bar-label", kind.slice(0, 80));
+      name.title = kind;
+      add(row, name, track, el("span", "bar-value", seconds(total)));
       times.appendChild(row);
     }
     split.appendChild(times);
@@ -262,7 +264,7 @@
     if (perModel) {
       for (const [name, value] of Object.entries(perModel)) {
         const row = el("tr");
-        add(row, el("td", null, name), el("td", "n", int(value.calls)), el("td", "n", int(value.input_tokens)),
+        add(row, el("td", null, name.slice(0, 200)), el("td", "n", int(value.calls)), el("td", "n", int(value.input_tokens)),
           el("td", "n", int(value.output_tokens)), el("td", "n", usd(value.cost_usd)));
         table.appendChild(row);
       }
