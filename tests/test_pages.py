@@ -286,3 +286,15 @@ def test_report_html_compares_runs_and_lists_every_task(browser, tmp_path):
     shot = tmp_path / "report.png"
     run_chromium(out, screenshot=shot, size="1400,900")
     assert shot.stat().st_size > 20_000
+
+
+def test_the_scripts_have_no_way_to_parse_markup():
+    """A guard for future edits; the browser tests above are the proof."""
+    from importlib import resources
+
+    for asset in resources.files("rlm_sandbox.pages").joinpath("assets").iterdir():
+        if asset.name.endswith(".js"):
+            source = asset.read_text(encoding="utf-8")
+            for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+                         "setAttribute(\"on", "createContextualFragment", "DOMParser"):  # fmt: skip
+                assert sink not in source, f"{asset.name} uses {sink}"
