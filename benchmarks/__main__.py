@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
-from . import hostcalls, measures
+from . import hostcalls, measures, page_load
 from .big_context import big_context_load
 from .runtime_share import runtime_share
 
@@ -44,6 +44,7 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         ),
         "tool_round_trip": lambda: hostcalls.tool_round_trip(kinds, settings["repeat"]),
         "rlms_comparison": lambda: measures.rlms_docker_repl(settings["rlms_repeat"], settings["rlms_start_repeat"]),
+        "trajectory_page": lambda: page_load.rows(settings["page_events"], settings["page_repeat"]),
     }
 
 

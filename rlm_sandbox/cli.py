@@ -556,7 +556,14 @@ def cmd_niah(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from .trajectory import load_trajectory, trajectory_tree
 
-    out.print(trajectory_tree(load_trajectory(args.file)))
+    events = load_trajectory(args.file)
+    if args.html:
+        from .pages import write_trajectory_page
+
+        path = write_trajectory_page(events, args.html, source=args.file)
+        err.print(f"page written to {escape(str(path))} (one file; opens offline)")
+        return 0
+    out.print(trajectory_tree(events))
     return 0
 
 
@@ -679,6 +686,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plot:
         path = plot_runs(runs, args.plot)
         err.print(f"plot written to {escape(str(path))}")
+    if args.html:
+        from .pages import write_report_page
+
+        path = write_report_page(runs, args.html)
+        err.print(f"page written to {escape(str(path))} (one file; opens offline)")
     return 0
 
 
@@ -944,6 +956,7 @@ def _add_niah(commands: argparse._SubParsersAction) -> None:
 def _add_view(commands: argparse._SubParsersAction) -> None:
     view = commands.add_parser("view", help="render a saved trajectory (JSONL) as a tree")
     view.add_argument("file", help="a trajectory written by run or niah (rlm_logs/rlm-*.jsonl)")
+    view.add_argument("--html", metavar="OUT", help="write a self-contained HTML page (tree, timeline, search) instead")
     view.set_defaults(handler=cmd_view)
 
 
@@ -1008,6 +1021,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     report.add_argument("results", nargs="+", metavar="RESULTS.jsonl", help="the --out files of eval runs")
     report.add_argument("--plot", metavar="PNG", help="write accuracy and cost against context size (needs rlm-sandbox[plot])")
     report.add_argument("--json", action="store_true", help="print the summaries as JSON (ASCII only, always valid JSON)")
+    report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page of the runs and tasks")
     report.set_defaults(handler=cmd_report)
 
 

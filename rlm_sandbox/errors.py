@@ -118,3 +118,7 @@ class ToolError(RLMSandboxError):
 
 class ToolDefinitionError(RLMSandboxError, ValueError):
     """A tool given to `RLM(tools=...)` cannot be offered (bad name, no callable)."""
+
+
+class MissingExtraError(RLMSandboxError, ImportError):
+    """An optional feature was used without its extra installed; the message names the pip command."""

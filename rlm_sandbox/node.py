@@ -152,8 +152,10 @@ class _NodeLoop:
 
     # ------------------------------------------------------------- one node
 
-    def run_node(self, context: Any, query: str, *, depth: int, parent: int | None) -> _Outcome:
-        node = next(self._node_ids)
+    def run_node(
+        self, context: Any, query: str, *, depth: int, parent: int | None, node: int | None = None
+    ) -> _Outcome:
+        node = next(self._node_ids) if node is None else node
         limits = self.rlm.limits
         self.trajectory.emit("node_start", node=node, parent=parent, depth=depth, query=query)
         progress = _Progress()

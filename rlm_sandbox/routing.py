@@ -118,6 +118,7 @@ class Router:
         tree = self.tree
         started = time.monotonic()
         error = None
+        response = None
         try:
             with self.gate.slot():
                 response = complete_within_budget(
@@ -147,16 +148,29 @@ class Router:
                 images=len(images),
                 duration_s=round(time.monotonic() - started, 6),
                 error=error,
+                # Tokens and cost of the call, when it was answered (traces and the page show them).
+                **(
+                    {}
+                    if response is None
+                    else {
+                        "input_tokens": response.input_tokens,
+                        "output_tokens": response.output_tokens,
+                        "cost_usd": response.cost_usd,
+                    }
+                ),
             )
 
     def _child_call(self, prompt: str, node: int, depth: int) -> str:
         tree = self.tree
         started = time.monotonic()
-        outcome = tree.run_node(prompt, CHILD_QUERY, depth=depth + 1, parent=node)
+        # The child's id is taken here so the sub_call event can name it (traces pair them).
+        child = next(tree._node_ids)
+        outcome = tree.run_node(prompt, CHILD_QUERY, depth=depth + 1, parent=node, node=child)
         tree.trajectory.emit(
             "sub_call",
             kind="rlm",
             node=node,
+            child=child,
             depth=depth,
             stop_reason=outcome.stop_reason,
             prompt_chars=len(prompt),

@@ -47,7 +47,8 @@ class Trajectory:
         self._started = time.monotonic()
 
     def emit(self, event_type: str, **fields: Any) -> None:
-        event = {"type": event_type, "t": round(time.monotonic() - self._started, 6)}
+        # run_id on every event: one listener may serve several completions at once.
+        event = {"type": event_type, "t": round(time.monotonic() - self._started, 6), "run_id": self.run_id}
         event.update({key: _clip(value) for key, value in fields.items()})
         with self._lock:
             if self._file is not None:
