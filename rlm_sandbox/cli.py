@@ -624,13 +624,20 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=cmd_report)
 
 
+def _add_mcp(commands: argparse._SubParsersAction) -> None:
+    from .integrations.mcp import add_mcp_command  # the MCP SDK itself is imported only when it runs
+
+    add_mcp_command(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlm-sandbox", description="Recursive Language Models with model-written code in a hardened sandbox."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
-        _add_run, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor, _add_audit
+        _add_run, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor, _add_audit,
+        _add_mcp,
     ):
         add(commands)
     return parser

@@ -60,3 +60,11 @@ class BudgetExceededError(RLMSandboxError):
 
 class CompletionTimeoutError(BudgetExceededError):
     """The wall-clock deadline of the completion has passed."""
+
+
+class PathNotAllowedError(RLMSandboxError):
+    """A path handed to a server (e.g. `rlm-sandbox mcp`) lies outside the directories it may read."""
+
+
+class ContextTooLargeError(RLMSandboxError):
+    """A context handed to a server is larger than the server accepts."""
