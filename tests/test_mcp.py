@@ -187,3 +187,55 @@ def test_context_roots_follow_symlinks_and_refuse_what_lies_outside(tmp_path):
         roots.read("sub/a.txt", 3)
     with pytest.raises(PathNotAllowedError, match="not a directory"):
         ContextRoots([root / "sub" / "a.txt"])
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses listening on `port`, from /proc/net/tcp{,6} (state 0A = LISTEN)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.rsplit(":", 1)
+            if state == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_mcp_over_streamable_http_listens_on_loopback_only(tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rlm_sandbox.cli", "mcp", "--http", "--port", str(port), "--root", str(tmp_path),
+         "--base-url", "http://127.0.0.1:9/v1"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening_addresses(port):
+            assert server.poll() is None and time.monotonic() < deadline, "the HTTP server did not start"
+            time.sleep(0.2)
+        assert _listening_addresses(port) == {"0100007F"}, "bound to 127.0.0.1 and nothing else"
+
+        async def script() -> tuple[list[str], object]:
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    names = [tool.name for tool in (await session.list_tools()).tools]
+                    refused = await session.call_tool("rlm_complete", {"query": "q", "context_path": "/etc/passwd"})
+                    return names, refused
+
+        names, refused = anyio.run(script)
+        assert names == ["rlm_complete"]
+        assert refused.is_error and "outside the directories" in refused.content[0].text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
