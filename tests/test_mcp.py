@@ -30,6 +30,8 @@ def _turn_of(body: dict) -> int:
 
 def _model(body: dict) -> Reply:
     # Turn 1 reads the context in the sandbox; turn 2 answers from what it printed.
+    if "PLEASE FAIL" in json.dumps(body):
+        return Reply.error(400, message="scripted bad request")
     if _turn_of(body) == 0:
         return Reply.text("Let me look.\n```repl\nprint(context.split()[-1])\n```")
     return Reply.text("FINAL(green)")
@@ -91,6 +93,10 @@ def test_mcp_client_lists_calls_gets_progress_and_is_refused_outside_the_roots(t
         seen["symlink"] = await session.call_tool("rlm_complete", {"query": "q", "context_path": "escape.txt"})
         seen["dotdot"] = await session.call_tool("rlm_complete", {"query": "q", "context_path": "../secret.txt"})
         seen["both"] = await session.call_tool("rlm_complete", {"query": "q", "context_text": "a", "context_path": "notes.txt"})
+        seen["extra"] = await session.call_tool(
+            "rlm_complete", {"query": "q", "context_text": "a", "limits": {"api_key": "sk-caller"}}
+        )
+        seen["failed"] = await session.call_tool("rlm_complete", {"query": "PLEASE FAIL", "context_text": "a"})
 
     with FakeOpenAIServer(_model) as fake:
         args = ["--root", str(root), "--model", "fake-root", "--base-url", fake.base_url, "--max-iterations", "3"]
@@ -125,7 +131,10 @@ def test_mcp_client_lists_calls_gets_progress_and_is_refused_outside_the_roots(t
         assert "outside the directories this server may read" in refused.content[0].text, name
         assert "not for the model" not in refused.content[0].text
     assert seen["both"].is_error and "exactly one of" in seen["both"].content[0].text
-    assert len(requests) == 2, "refused calls never reach the model"
+    assert seen["extra"].is_error, "limits accept only limit fields"
+    failed = seen["failed"]
+    assert failed.is_error and "the run failed" in failed.content[0].text and "HTTP 400" in failed.content[0].text
+    assert len(requests) == 3, "refused calls never reach the model; the failing one made one request"
 
     assert len(seen["pids"]) == 1
     left = docker_client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={seen['pids'][0]}"})
