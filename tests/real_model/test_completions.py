@@ -39,17 +39,33 @@ CASES: dict[str, tuple[Any, str]] = {
     "needle-in-120k-chars": ("\n".join(NEEDLE_LINES), "What is the magic number? Answer with the number only."),
 }
 
-# Small, so the whole set takes minutes on 2 cores whatever the model writes.
-LIMITS = Limits(
-    max_iterations=4,
-    max_llm_calls=12,
-    timeout_s=240,
-    llm_timeout_s=120,
-    exec_timeout_s=20,
-    max_concurrency=2,
-    # TODO(#9, max_output_tokens): pass max_output_tokens=384 here once Limits has it
-    # (engineer realmodels' branch). Until then a reply may run to the end of the window.
-)
+# Cases whose Limits name the window; the others leave it unknown, so the loop must
+# learn it (llama-cpp-python's /v1/models does not report n_ctx) or recover from the
+# server's context-length error.
+WINDOW_GIVEN = {"short-text", "needle-in-120k-chars"}
+
+# TODO(#9, max_output_tokens): once Limits has `max_output_tokens` and `context_window`
+# (engineer realmodels' branch), pass them directly in `_limits` and drop this probe.
+# Until then a reply may run to the end of the window, and these tests fail as #9 says.
+_NEW_FIELDS = set(Limits.model_fields) & {"max_output_tokens", "context_window"}
+
+
+def _limits(case: str, n_ctx: int) -> Limits:
+    """Small, so the whole set takes minutes on 2 cores whatever the model writes."""
+    extra: dict[str, Any] = {}
+    if "max_output_tokens" in _NEW_FIELDS:
+        extra["max_output_tokens"] = 384
+    if "context_window" in _NEW_FIELDS and case in WINDOW_GIVEN:
+        extra["context_window"] = n_ctx
+    return Limits(
+        max_iterations=4,
+        max_llm_calls=12,
+        timeout_s=240,
+        llm_timeout_s=120,
+        exec_timeout_s=20,
+        max_concurrency=2,
+        **extra,
+    )
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -62,7 +78,7 @@ def test_real_model_run_ends_cleanly(case, real_model_server, sandbox_image, doc
             base_url=proxy.base_url,
             api_key="not-needed",
             sandbox=True,
-            limits=LIMITS,
+            limits=_limits(case, real_model_server.n_ctx),
             listeners=[events.append],
         )
         started = time.monotonic()
