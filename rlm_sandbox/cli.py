@@ -1034,6 +1034,12 @@ def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentPa
                 yield from _subparsers(sub)
 
 
+def _add_mcp(commands: argparse._SubParsersAction) -> None:
+    from .integrations.mcp import add_mcp_command  # the MCP SDK itself is imported only when it runs
+
+    add_mcp_command(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rlm-sandbox",
@@ -1044,7 +1050,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
-        _add_run, _add_chat, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor, _add_audit
+        _add_run, _add_chat, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor,
+        _add_audit, _add_mcp,
     ):
         add(commands)
     # Every subcommand, including ones added later, gets the same help layout and --debug.

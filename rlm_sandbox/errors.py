@@ -122,3 +122,11 @@ class ToolDefinitionError(RLMSandboxError, ValueError):
 
 class MissingExtraError(RLMSandboxError, ImportError):
     """An optional feature was used without its extra installed; the message names the pip command."""
+
+
+class PathNotAllowedError(RLMSandboxError):
+    """A path handed to a server (e.g. `rlm-sandbox mcp`) lies outside the directories it may read."""
+
+
+class ContextTooLargeError(RLMSandboxError):
+    """A context handed to a server is larger than the server accepts."""

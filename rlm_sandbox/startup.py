@@ -14,6 +14,7 @@ the worker removes whatever it was starting.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,24 @@ __all__ = ["LiveSandboxes", "SandboxStart"]
 
 # How often a waiter looks at the cancel flag: the bound on how late a cancel is seen.
 _POLL_S = 0.05
+# At interpreter exit, how long starts still under way get to remove what they made.
+_EXIT_WAIT_S = 15.0
+
+# Start workers are daemon threads (Ctrl-C must not wait on Docker), so a process that
+# exits right after its answer (a CLI run, an MCP server shutting down) would kill one
+# between "container created" and "container removed" and leave a Created container
+# behind. At exit, each worker gets a bounded time to finish its teardown.
+_workers: set[threading.Thread] = set()
+_workers_lock = threading.Lock()
+
+
+@atexit.register
+def _finish_starts_at_exit() -> None:
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    with _workers_lock:
+        workers = list(_workers)
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
 
 
 class LiveSandboxes:
@@ -102,6 +121,8 @@ class SandboxStart:
         # container of a half-started sandbox sees its stdin close and removes itself.
         self._thread = threading.Thread(target=self._run, name="rlm-sandbox-start", daemon=True)
         live.starting(self._thread)
+        with _workers_lock:
+            _workers.add(self._thread)
         self._thread.start()
 
     def _run(self) -> None:
@@ -138,6 +159,8 @@ class SandboxStart:
         if discarded and self._error is None and sandbox is not None:
             self._live.discard(sandbox)
             sandbox.close()
+        with _workers_lock:
+            _workers.discard(threading.current_thread())
 
     def _check(self) -> None:
         self._live.check()
