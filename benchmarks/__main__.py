@@ -23,8 +23,8 @@ from .runtime_share import runtime_share
 
 console = Console(stderr=True, highlight=False)
 
-FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10, "big_sizes_mb": [1024, 2048]}
-QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2, "big_sizes_mb": [16]}
+FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10, "big_sizes_mb": [1024, 2048], "page_events": [1000, 10_000, 50_000], "page_repeat": 5}
+QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2, "big_sizes_mb": [16], "page_events": [1000], "page_repeat": 1}
 
 
 def plan(settings: dict, runtimes: list[str]) -> dict:

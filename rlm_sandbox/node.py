@@ -291,6 +291,14 @@ class _NodeLoop:
         )
         try:
             yield start
+        except LMError as exc:
+            start.discard(now=True)
+            # The model failed while the sandbox failed to start: the start's error is the
+            # one to fix first (no daemon, no image), as it was before starts overlapped.
+            failed_start = start.failure
+            if isinstance(failed_start, SandboxError):
+                raise failed_start from exc
+            raise
         except BaseException:
             start.discard(now=True)
             raise

@@ -172,6 +172,11 @@ class SandboxStart:
         return self._discarded
 
     @property
+    def failure(self) -> BaseException | None:
+        """What the start raised, once it has finished; None while it runs or if it worked."""
+        return self._error if self._done.is_set() else None
+
+    @property
     def ready(self) -> bool:
         return self._done.is_set() and self._error is None
 

@@ -22,16 +22,6 @@ from .proxy import RecordingProxy
 pytestmark = [pytest.mark.real_model, pytest.mark.docker]
 
 
-def _cli_accepts(*argv: str) -> bool:
-    from rlm_sandbox.cli import build_parser
-
-    try:
-        _, unknown = build_parser().parse_known_args(list(argv))
-    except SystemExit:
-        return False
-    return not unknown
-
-
 def test_eval_niah_suite_on_the_real_model(real_model_server, sandbox_image, docker_client, tmp_path):
     from rlm_sandbox.sandbox.docker import LABEL_OWNER_PID
 
@@ -42,12 +32,8 @@ def test_eval_niah_suite_on_the_real_model(real_model_server, sandbox_image, doc
             "--suite", "niah", "--n", "3", "--size", "8k",
             "--model", real_model_server.model, "--base-url", proxy.base_url,
             "--max-iterations", "4", "--max-llm-calls", "12", "--timeout", "240", "--exec-timeout", "20",
-            "--concurrency", "1", "--out", str(out), "--json",
+            "--concurrency", "1", "--max-output-tokens", "384", "--out", str(out), "--json",
         ]  # fmt: skip
-        # TODO(#9, max_output_tokens): pass "--max-output-tokens", "384" directly once the
-        # flag exists (engineer realmodels' branch) and drop this probe.
-        if _cli_accepts("eval", "--suite", "niah", "--max-output-tokens=384"):
-            command.append("--max-output-tokens=384")
         # The server's environment must not lend it a real key or another endpoint.
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
         started = time.monotonic()
