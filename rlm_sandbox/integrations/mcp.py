@@ -341,16 +341,16 @@ def add_mcp_command(commands: argparse._SubParsersAction) -> None:
     transport.add_argument("--host", default="127.0.0.1", help="with --http (default: %(default)s)")
     transport.add_argument("--port", type=int, default=8765, help="with --http (default: %(default)s)")
     maxima = mcp.add_argument_group("maxima (a caller may ask for less, never more)")
-    maxima.add_argument("--max-depth", type=int, default=1)
-    maxima.add_argument("--max-iterations", type=int, default=20)
-    maxima.add_argument("--max-llm-calls", type=int, default=None)
-    maxima.add_argument("--max-tokens", type=int, default=None)
-    maxima.add_argument("--max-cost", type=float, default=None, metavar="USD")
+    maxima.add_argument("--max-depth", type=int, default=1, help="1: llm_query only; N: rlm_query nests N-1 levels")
+    maxima.add_argument("--max-iterations", type=int, default=20, help="root-model turns per RLM node")
+    maxima.add_argument("--max-llm-calls", type=int, default=None, help="model calls per rlm_complete call (default: unlimited)")
+    maxima.add_argument("--max-tokens", type=int, default=None, help="input + output tokens per rlm_complete call, a total (default: unlimited)")
+    maxima.add_argument("--max-cost", type=float, default=None, metavar="USD", help="dollars per rlm_complete call (default: unlimited)")
     maxima.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help="wall clock of one call (default: %(default)s)")  # fmt: skip
     maxima.add_argument("--exec-timeout", type=float, default=60, metavar="S", help="per code block")
-    maxima.add_argument("--max-context-bytes", type=int, default=DEFAULT_MAX_CONTEXT_BYTES)
-    mcp.add_argument("--runtime", choices=("runc", "runsc"), default="runc")
+    maxima.add_argument("--max-context-bytes", type=int, default=DEFAULT_MAX_CONTEXT_BYTES, help="largest context a caller may hand over")
+    mcp.add_argument("--runtime", choices=("runc", "runsc"), default="runc", help="container runtime: runc, or runsc for gVisor")
     mcp.add_argument("--log-dir", default=None, help="write each run's trajectory as JSONL here")
     mcp.set_defaults(handler=run_mcp_command)
 
