@@ -68,6 +68,6 @@ def test_eval_niah_suite_on_the_real_model(real_model_server, sandbox_image, doc
     )
     left = docker_client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={process.pid}"})
     assert not left, f"the eval left containers: {[c['Id'][:12] for c in left]}"
-    stops = {r["task_id"]: (r["stop_reason"], r.get("error")) for r in records}
+    stops = {r["id"]: (r["stop_reason"], r.get("error")) for r in records}
     assert all(stop in ALLOWED_STOPS for stop, _ in stops.values()), stops
     assert summary["errors"] == 0
