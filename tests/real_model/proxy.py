@@ -24,6 +24,7 @@ __all__ = ["Exchange", "RecordingProxy"]
 
 # Headers that describe one hop, not the message (RFC 9110 7.6.1); never forwarded.
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
+_SETTLE_S = 5.0
 
 
 class Exchange(BaseModel):
@@ -76,6 +77,9 @@ class RecordingProxy:
 
     @property
     def exchanges(self) -> list[Exchange]:
+        # A client holds its answer a moment before the handler records the exchange;
+        # settle first so a reader right after a call sees that call.
+        self.wait_idle(timeout_s=_SETTLE_S)
         with self._lock:
             return list(self._exchanges)
 
@@ -86,7 +90,7 @@ class RecordingProxy:
         """Wait for requests still being answered upstream (abandoned ones) to be recorded."""
         deadline = time.monotonic() + timeout_s
         while self._in_flight() and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.01)
 
     def close(self) -> None:
         self._server.shutdown()
