@@ -65,6 +65,9 @@ class RecordingProxy:
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
+        # Signalled whenever a request finishes, so readers wait for recording, not poll.
+        self._settled = threading.Condition(self._lock)
+        self._active = 0
         self._exchanges: list[Exchange] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -88,9 +91,8 @@ class RecordingProxy:
 
     def wait_idle(self, timeout_s: float) -> None:
         """Wait for requests still being answered upstream (abandoned ones) to be recorded."""
-        deadline = time.monotonic() + timeout_s
-        while self._in_flight() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._settled:
+            self._settled.wait_for(lambda: self._active == 0, timeout=timeout_s)
 
     def close(self) -> None:
         self._server.shutdown()
@@ -103,12 +105,6 @@ class RecordingProxy:
         self.close()
 
     # ------------------------------------------------------------------ internals
-
-    _active = 0
-
-    def _in_flight(self) -> bool:
-        with self._lock:
-            return self._active > 0
 
     def _record(self, exchange: Exchange) -> None:
         with self._lock:
@@ -135,8 +131,9 @@ class RecordingProxy:
                 try:
                     self._relay()
                 finally:
-                    with proxy._lock:
+                    with proxy._settled:
                         proxy._active -= 1
+                        proxy._settled.notify_all()
 
             def _relay(self) -> None:
                 started = time.monotonic()
