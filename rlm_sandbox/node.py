@@ -23,6 +23,7 @@ from .errors import (
     ContextWindowExceededError,
     LMError,
     RepeatedFailureError,
+    SandboxClosedError,
     SandboxError,
 )
 from .history import Conversation
@@ -292,11 +293,12 @@ class _NodeLoop:
         try:
             yield start
         except LMError as exc:
-            start.discard(now=True)
             # The model failed while the sandbox failed to start: the start's error is the
             # one to fix first (no daemon, no image), as it was before starts overlapped.
+            # Read before the kill below, whose own "process is gone" is no start failure.
             failed_start = start.failure
-            if isinstance(failed_start, SandboxError):
+            start.discard(now=True)
+            if isinstance(failed_start, SandboxError) and not isinstance(failed_start, SandboxClosedError):
                 raise failed_start from exc
             raise
         except BaseException:

@@ -13,6 +13,7 @@ import pytest
 
 from rlm_sandbox import DockerSandbox, Limits, SandboxConfig
 from rlm_sandbox.errors import SandboxStartError
+from rlm_sandbox.sandbox.local import IsolationWarning, LocalSandbox
 from rlm_sandbox.rlm import RLM
 from rlm_sandbox.trajectory import read_trajectory
 from tests.fakes.fake_openai import FakeOpenAIServer, Reply
@@ -85,6 +86,38 @@ def test_a_start_that_fails_during_the_first_model_call_gives_todays_error(fake_
     assert "could not" in result.error and "no-such-runtime" in result.error
     assert fake_openai.request_count == 1, "one model call; no turn after the failure"
     assert not containers_of(docker_client, os.getpid())
+
+
+class KillWaitsLocalSandbox(LocalSandbox):
+    """A LocalSandbox whose start is held until it is killed; the kill then waits for the
+    start to give up, so the start's own error exists before the node reads anything."""
+
+    def start(self):
+        self.starter = threading.current_thread()
+        assert self.released.wait(30), "the sandbox was never killed"
+        return super().start()
+
+    def kill(self):
+        super().kill()
+        self.released.set()
+        self.starter.join(30)
+
+
+def test_a_model_error_is_not_hidden_by_the_kill_of_the_start_it_interrupted(fake_openai):
+    made = []
+
+    def factory(**handlers):
+        sandbox = KillWaitsLocalSandbox(SandboxConfig(), **handlers)
+        sandbox.released = threading.Event()
+        made.append(sandbox)
+        return sandbox
+
+    fake_openai.set_responder(lambda body: Reply.error(400, message="bad request"))
+    with pytest.warns(IsolationWarning):
+        result = make_rlm(fake_openai, sandbox=factory).completion("ctx", "q")
+    assert result.stop_reason == "error"
+    assert result.error.startswith("LMError: ") and "HTTP 400" in result.error, result.error
+    assert len(made) == 1 and not made[0].starter.is_alive() and not made[0].is_running
 
 
 def test_the_deadline_covers_the_overlapped_start(fake_openai, sandbox_image):

@@ -285,6 +285,10 @@ class Sandbox(ABC):
                 with self._send_lock:
                     self._transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
         except _ChannelClosed:
+            if self._closed:  # killed from another thread: not a sandbox that failed to start
+                self._transport = None
+                self._terminate()
+                raise SandboxClosedError("this sandbox was closed while it was starting") from None
             cause = self._explain_death()
             self._transport = None
             self._terminate()

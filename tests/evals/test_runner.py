@@ -128,7 +128,7 @@ def test_errors_are_retried_unless_kept(server, tmp_path):
     server.set_responder(lambda body: Reply.error(400, message="bad request"))
     failed = run_eval(needles(2), config_for(server), out=out)
     assert [r["stop_reason"] for r in failed.results] == ["error", "error"]
-    assert all("HTTP 400" in r["error"] for r in failed.results)
+    assert all("HTTP 400" in r["error"] for r in failed.results), [r["error"] for r in failed.results]
     server.set_responder(scripted)
     assert run_eval(needles(2), config_for(server), out=out, retry_errors=False).ran == 0
     retried = run_eval(needles(2), config_for(server), out=out)
