@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
@@ -23,12 +23,38 @@ from .runtime_share import runtime_share
 
 console = Console(stderr=True, highlight=False)
 
-FULL = {"repeat": 200, "docker_exec_repeat": 30, "start_repeat": 10, "sizes_mb": [1, 100, 1024], "idle": 32, "niah_lines": 1_000_000, "niah_repeat": 3, "rlms_repeat": 100, "rlms_start_repeat": 10, "big_sizes_mb": [1024, 2048], "page_events": [1000, 10_000, 50_000], "page_repeat": 5}
-QUICK = {"repeat": 20, "docker_exec_repeat": 3, "start_repeat": 2, "sizes_mb": [1, 10], "idle": 2, "niah_lines": 20_000, "niah_repeat": 1, "rlms_repeat": 10, "rlms_start_repeat": 2, "big_sizes_mb": [16], "page_events": [1000], "page_repeat": 1}
+FULL = {
+    "repeat": 200,
+    "docker_exec_repeat": 30,
+    "start_repeat": 10,
+    "sizes_mb": [1, 100, 1024],
+    "idle": 32,
+    "niah_lines": 1_000_000,
+    "niah_repeat": 3,
+    "rlms_repeat": 100,
+    "rlms_start_repeat": 10,
+    "big_sizes_mb": [1024, 2048],
+    "page_events": [1000, 10_000, 50_000],
+    "page_repeat": 5,
+}
+QUICK = {
+    "repeat": 20,
+    "docker_exec_repeat": 3,
+    "start_repeat": 2,
+    "sizes_mb": [1, 10],
+    "idle": 2,
+    "niah_lines": 20_000,
+    "niah_repeat": 1,
+    "rlms_repeat": 10,
+    "rlms_start_repeat": 2,
+    "big_sizes_mb": [16],
+    "page_events": [1000],
+    "page_repeat": 1,
+}
 
 
 def plan(settings: dict, runtimes: list[str]) -> dict:
-    kinds = runtimes + ["local"]
+    kinds = [*runtimes, "local"]
     return {
         "exec_round_trip": lambda: measures.exec_round_trip(kinds, settings["repeat"], settings["docker_exec_repeat"]),
         "llm_query_round_trip": lambda: measures.llm_round_trip(kinds, settings["repeat"]),
@@ -37,7 +63,9 @@ def plan(settings: dict, runtimes: list[str]) -> dict:
         "big_context_load": lambda: big_context_load(runtimes, settings["big_sizes_mb"]),
         "idle_memory": lambda: measures.idle_memory(runtimes, settings["idle"]),
         "niah_end_to_end": lambda: measures.niah_end_to_end(kinds, settings["niah_lines"], settings["niah_repeat"]),
-        "runtime_share": lambda: runtime_share(runtimes[0] if runtimes else "runc", settings["niah_lines"], settings["niah_repeat"]),
+        "runtime_share": lambda: runtime_share(
+            runtimes[0] if runtimes else "runc", settings["niah_lines"], settings["niah_repeat"]
+        ),
         # rlms' DockerREPL runs a fresh interpreter per cell (~0.3 s), hence its own, smaller counts.
         "threaded_fan_out": lambda: hostcalls.threaded_fan_out(
             kinds, concurrencies=(8,) if settings is QUICK else (4, 8, 16)
@@ -90,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = plan(settings, runtimes)
     chosen = args.only or list(steps)
     report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
         "machine": measures.machine(),
         "settings": settings,

@@ -43,7 +43,9 @@ class _Client:
         self.n = n
         self.latency_s = latency_s
 
-    def complete(self, messages: list[dict[str, Any]], *, model: str | None = None, timeout_s: float | None = None) -> LMResponse:
+    def complete(
+        self, messages: list[dict[str, Any]], *, model: str | None = None, timeout_s: float | None = None
+    ) -> LMResponse:
         if model == "sub":
             time.sleep(self.latency_s)
             text = "x"
@@ -54,7 +56,9 @@ class _Client:
         return LMResponse(text=text, model=model or self.model, input_tokens=1, output_tokens=1, cost_usd=0.0)
 
 
-def threaded_fan_out(kinds: list[str], n: int = 64, latency_s: float = 0.2, concurrencies: tuple[int, ...] = (4, 8, 16)) -> dict[str, Any]:
+def threaded_fan_out(
+    kinds: list[str], n: int = 64, latency_s: float = 0.2, concurrencies: tuple[int, ...] = (4, 8, 16)
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for kind in kinds:
         for concurrency in concurrencies:
@@ -62,7 +66,13 @@ def threaded_fan_out(kinds: list[str], n: int = 64, latency_s: float = 0.2, conc
             sandbox: Any = False if kind == "local" else SandboxConfig(runtime=kind)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", IsolationWarning)
-                rlm = RLM(model="bench", sub_model="sub", sandbox=sandbox, client=client, limits=Limits(max_concurrency=concurrency))
+                rlm = RLM(
+                    model="bench",
+                    sub_model="sub",
+                    sandbox=sandbox,
+                    client=client,
+                    limits=Limits(max_concurrency=concurrency),
+                )
                 result = rlm.completion("ctx", "q")
             if result.answer is None:
                 raise RuntimeError(f"the fan-out run on {kind} gave no answer: {result.stop_reason} {result.error}")
@@ -109,5 +119,9 @@ def tool_round_trip(kinds: list[str], repeat: int) -> dict[str, Any]:
                 if out.error:
                     raise RuntimeError(f"the {label} loop failed in the {kind} sandbox: {out.error}")
                 p50, p95 = (float(v) for v in out.stdout.split())
-                results[f"{kind} {label}"] = {"n": repeat, "p50_ms": round(p50 * 1000, 4), "p95_ms": round(p95 * 1000, 4)}
+                results[f"{kind} {label}"] = {
+                    "n": repeat,
+                    "p50_ms": round(p50 * 1000, 4),
+                    "p95_ms": round(p95 * 1000, 4),
+                }
     return results

@@ -162,7 +162,10 @@ def context_load(kinds: list[str], sizes_mb: list[int]) -> dict[str, Any]:
                 check = sandbox.execute("len(context)").stdout.strip()
             if check != str(len(text)):
                 raise RuntimeError(f"context of {size} MB arrived as {check} characters")
-            results[f"{kind} {size} MB"] = {"seconds": round(seconds, 4), "mb_per_s": round(len(text) / MiB / seconds, 1)}
+            results[f"{kind} {size} MB"] = {
+                "seconds": round(seconds, 4),
+                "mb_per_s": round(len(text) / MiB / seconds, 1),
+            }
         del text
         gc.collect()
     return results
@@ -175,15 +178,15 @@ def _cgroup_memory(container_id: str) -> dict[str, int] | None:
     """Memory charged to the container's cgroup (cgroup v1, cgroupfs driver), or None."""
     base = f"/sys/fs/cgroup/memory/docker/{container_id}"
     try:
-        usage = int(open(f"{base}/memory.usage_in_bytes").read())
-        stat = dict(line.split() for line in open(f"{base}/memory.stat"))
+        usage = int(Path(f"{base}/memory.usage_in_bytes").read_text())
+        stat = dict(line.split() for line in Path(f"{base}/memory.stat").read_text().splitlines())
     except OSError:
         return None
     return {"usage": usage, "rss": int(stat.get("total_rss", 0)), "cache": int(stat.get("total_cache", 0))}
 
 
 def _host_rss() -> int:
-    for line in open("/proc/self/status"):
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
@@ -255,7 +258,9 @@ def niah_end_to_end(kinds: list[str], lines: int, repeat: int) -> dict[str, Any]
     if "local" in results:
         for label in results:
             if label != "local":
-                results[label]["ratio_to_local"] = round(results[label]["wall_s_p50"] / results["local"]["wall_s_p50"], 3)
+                results[label]["ratio_to_local"] = round(
+                    results[label]["wall_s_p50"] / results["local"]["wall_s_p50"], 3
+                )
     return results
 
 
@@ -283,13 +288,25 @@ def rlms_docker_repl(repeat: int, start_repeat: int) -> dict[str, Any]:
     # is how leftovers are found (and only ours) if the probe dies before cleanup.
     workspace = tempfile.mkdtemp(prefix="rlms-bench-")
     command = [
-        str(rlms_setup.VENV_PYTHON), "-I", str(Path(__file__).with_name("rlms_probe.py")),
-        "--repeat", str(repeat), "--start-repeat", str(start_repeat), "--image", rlms_setup.IMAGE,
+        str(rlms_setup.VENV_PYTHON),
+        "-I",
+        str(Path(__file__).with_name("rlms_probe.py")),
+        "--repeat",
+        str(repeat),
+        "--start-repeat",
+        str(start_repeat),
+        "--image",
+        rlms_setup.IMAGE,
     ]
     timeout_s = 120 + 30 * start_repeat + 5 * repeat
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, cwd=workspace, timeout=timeout_s, check=False,
+            command,
+            capture_output=True,
+            text=True,
+            cwd=workspace,
+            timeout=timeout_s,
+            check=False,
             env={**os.environ, "RLM_DOCKER_WORKSPACE_DIR": workspace},
         )
     except subprocess.TimeoutExpired:

@@ -24,7 +24,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-WORDS = "the of needle haystack line number magic context chunk answer model found value search".split()
+WORDS = [
+    "the",
+    "of",
+    "needle",
+    "haystack",
+    "line",
+    "number",
+    "magic",
+    "context",
+    "chunk",
+    "answer",
+    "model",
+    "found",
+    "value",
+    "search",
+]
 
 
 def _prose(rng: random.Random, words: int) -> str:

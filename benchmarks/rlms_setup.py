@@ -111,7 +111,9 @@ def ensure_venv() -> float:
         900,
     )
     if not _venv_ready():
-        raise Unavailable(f"{RLMS_REQUIREMENT} installed into {VENV_DIR.name} but rlm.environments.docker_repl does not import")
+        raise Unavailable(
+            f"{RLMS_REQUIREMENT} installed into {VENV_DIR.name} but rlm.environments.docker_repl does not import"
+        )
     return time.monotonic() - started
 
 
@@ -128,8 +130,21 @@ def _download_wheels(target: Path) -> list[Path]:
     # The host is the same architecture and Python minor version (3.11) as the base,
     # so the wheels pip picks here (charset-normalizer's is compiled) fit the image.
     _run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--retries", "2", "--only-binary=:all:",
-         "--python-version", "3.11", "--dest", str(target), *IMAGE_REQUIREMENTS],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--retries",
+            "2",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--dest",
+            str(target),
+            *IMAGE_REQUIREMENTS,
+        ],
         f"pip download {' '.join(IMAGE_REQUIREMENTS)}",
         600,
     )
@@ -191,7 +206,9 @@ def ensure_image(client: DockerClient) -> tuple[float, str]:
     try:
         client.images.get(BASE)
     except docker.errors.ImageNotFound:
-        raise Unavailable(f"the base image {BASE} is missing (make it with `rlm-sandbox image build --bootstrap`)") from None
+        raise Unavailable(
+            f"the base image {BASE} is missing (make it with `rlm-sandbox image build --bootstrap`)"
+        ) from None
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rlms-wheels-") as scratch:
         _build(client, _download_wheels(Path(scratch)))

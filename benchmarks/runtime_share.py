@@ -26,7 +26,6 @@ from rlm_sandbox.lm import LMResponse
 from rlm_sandbox.sandbox.config import SandboxConfig
 from rlm_sandbox.sandbox.pool import SandboxPool
 
-
 SEARCH = """Eight parts, each searched by a sub-model.
 
 ```repl

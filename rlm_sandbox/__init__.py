@@ -3,8 +3,8 @@
 from .errors import (
     BudgetExceededError,
     CompletionTimeoutError,
-    ContextWindowExceededError,
     ContextError,
+    ContextWindowExceededError,
     InputError,
     LMError,
     MissingAPIKeyError,
@@ -21,32 +21,32 @@ from .sandbox.base import ExecResult, Sandbox
 from .sandbox.config import SandboxConfig
 from .sandbox.docker import DockerSandbox
 from .sandbox.local import LocalSandbox
-from .tools import Tool
 from .sandbox.pool import SandboxPool
+from .tools import Tool
 
 __all__ = [
     "RLM",
-    "RLMResult",
-    "Limits",
-    "Usage",
-    "SandboxConfig",
-    "Sandbox",
-    "DockerSandbox",
-    "LocalSandbox",
-    "SandboxPool",
-    "ExecResult",
-    "RLMSandboxError",
-    "SandboxError",
-    "SandboxDiedError",
-    "ProtocolError",
-    "LMError",
-    "MissingAPIKeyError",
     "BudgetExceededError",
     "CompletionTimeoutError",
+    "ContextError",
     "ContextWindowExceededError",
+    "DockerSandbox",
+    "ExecResult",
+    "InputError",
+    "LMError",
+    "Limits",
+    "LocalSandbox",
+    "MissingAPIKeyError",
+    "ProtocolError",
+    "RLMResult",
+    "RLMSandboxError",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxDiedError",
+    "SandboxError",
     "SandboxLimitError",
+    "SandboxPool",
     "Tool",
     "ToolError",
-    "InputError",
-    "ContextError",
+    "Usage",
 ]

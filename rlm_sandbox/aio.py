@@ -46,7 +46,7 @@ async def run_in_thread(call: Callable[[], T], cancel: Callable[[], None]) -> T:
     def work() -> None:
         try:
             value = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as exc:
             error = exc
             hand_over(lambda: future.set_exception(error))
         else:

@@ -276,8 +276,8 @@ def _prices(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
 
 def _check_prices(args: argparse.Namespace, models: list[str]) -> None:
     """Refuse a --max-cost that could not be enforced; say so when costs will not be counted."""
-    from .lm import lookup_price
     from .evals.runner import price_table
+    from .lm import lookup_price
 
     table = price_table(_prices(args))
     unpriced = sorted({model for model in models if lookup_price(model, table) is None})
@@ -309,7 +309,9 @@ def _rlm_settings(args: argparse.Namespace, *, demo_without_key: bool = False):
     from .scripted import SCRIPTED_MODEL, ScriptedDemoModel
 
     if args.demo and args.base_url:
-        raise InputError("--demo and --base-url contradict each other", "--demo uses the built-in scripted model; drop one")
+        raise InputError(
+            "--demo and --base-url contradict each other", "--demo uses the built-in scripted model; drop one"
+        )
     limits = Limits(
         max_depth=args.max_depth,
         max_iterations=args.max_iterations,
@@ -496,10 +498,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .chat import DEFAULT_HISTORY, chat_loop
+    from .contexts import read_context
     from .rlm import RLM
     from .sandbox.pool import SandboxPool
-
-    from .contexts import read_context
 
     context = read_context(args.context)
     limits, client, model, sandbox = _rlm_settings(args)
@@ -738,7 +739,11 @@ def _fraction(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a fraction (give 0.8, or 80%)") from None
     if not 0 <= value <= 1:
-        hint = f"give {value / 100:g}, or {raw}% for a percentage" if 1 < value <= 100 and not raw.endswith("%") else "give a fraction such as 0.8, or a percentage such as 80%"
+        hint = (
+            f"give {value / 100:g}, or {raw}% for a percentage"
+            if 1 < value <= 100 and not raw.endswith("%")
+            else "give a fraction such as 0.8, or a percentage such as 80%"
+        )
         raise argparse.ArgumentTypeError(f"{text} is not from 0 to 1 ({hint})")
     return value
 
@@ -790,7 +795,9 @@ def _add_image(commands: argparse._SubParsersAction) -> None:
     base.add_argument(
         "--fallback-bootstrap", action="store_true", help="use python:3.12-slim, or --bootstrap if it cannot be pulled"
     )
-    base.add_argument("--base", metavar="IMAGE", help="build FROM this image (needs python3 on PATH; default: python:3.12-slim)")
+    base.add_argument(
+        "--base", metavar="IMAGE", help="build FROM this image (needs python3 on PATH; default: python:3.12-slim)"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if the image is up to date")
     build.set_defaults(handler=cmd_image_build)
 
@@ -854,15 +861,20 @@ def _add_rlm_options(parser: argparse.ArgumentParser, *, per: str = "run", log_d
     model.add_argument("--model", default="gpt-5-mini", help="root model")
     model.add_argument("--sub-model", default=None, help="model for llm_query (default: --model)")
     model.add_argument(
-        "--base-url", default=None,
+        "--base-url",
+        default=None,
         help="any OpenAI-compatible endpoint: vLLM, llama.cpp, Ollama... (default: OPENAI_BASE_URL, else OpenAI)",
     )
     model.add_argument(
-        "--demo", action="store_true",
+        "--demo",
+        action="store_true",
         help="use the built-in scripted demo model instead of an API (it knows the demo tasks only)",
     )
     model.add_argument(
-        "--price", type=_price, action="append", metavar="MODEL=IN,OUT",
+        "--price",
+        type=_price,
+        action="append",
+        metavar="MODEL=IN,OUT",
         help="a model's price in USD per million input and output tokens; repeat for more models "
         "(default: the built-in price list)",
     )
@@ -872,39 +884,56 @@ def _add_rlm_options(parser: argparse.ArgumentParser, *, per: str = "run", log_d
     )
     limits.add_argument("--max-iterations", type=_whole(1), default=20, help="root-model turns per RLM node")
     limits.add_argument(
-        "--max-llm-calls", type=_whole(1), default=None,
+        "--max-llm-calls",
+        type=_whole(1),
+        default=None,
         help=f"model calls in the whole {per}, every node and sub-call included (default: unlimited)",
     )
     limits.add_argument(
-        "--max-tokens", type=_whole(1), default=None,
-        help=f"input + output tokens summed over the whole {per}: a total, not a per-call cap "
-        "(default: unlimited)",
+        "--max-tokens",
+        type=_whole(1),
+        default=None,
+        help=f"input + output tokens summed over the whole {per}: a total, not a per-call cap (default: unlimited)",
     )
     limits.add_argument(
-        "--max-output-tokens", type=_whole(0), default=8192, metavar="N",
+        "--max-output-tokens",
+        type=_whole(0),
+        default=8192,
+        metavar="N",
         help="cap on every model reply, root turns and sub-calls (0: the server's default)",
     )
     limits.add_argument(
-        "--max-cost", type=_usd, default=None, metavar="USD",
+        "--max-cost",
+        type=_usd,
+        default=None,
+        metavar="USD",
         help=f"dollars for the whole {per}; refused for a model without a known price unless --price gives one "
         "(default: unlimited)",
     )
     limits.add_argument(
-        "--timeout", type=_seconds, default=None, metavar="S",
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="S",
         help=f"wall clock for the whole {per} (default: none)",
     )
     limits.add_argument("--exec-timeout", type=_seconds, default=60, metavar="S", help="per code block")
     sandbox = parser.add_argument_group("sandbox")
     _add_runtime(sandbox)
-    sandbox.add_argument("--no-sandbox", action="store_true", help="run model code as a local process (isolates nothing)")
+    sandbox.add_argument(
+        "--no-sandbox", action="store_true", help="run model code as a local process (isolates nothing)"
+    )
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--log-dir", default=log_dir, metavar="DIR",
+        "--log-dir",
+        default=log_dir,
+        metavar="DIR",
         help="write trajectories (JSONL, for `rlm-sandbox view`) here" + ("" if log_dir else " (default: none kept)"),
     )
     output.add_argument("-v", "--verbose", action="store_true", help="show every turn live")
     output.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="print the whole result as JSON on stdout (ASCII only, so it stays valid JSON whatever the text holds)",
     )
 
@@ -919,7 +948,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--context", required=True, metavar="FILE", help="a text file, a .json file, or - for stdin")
     run.add_argument(
-        "--context-format", choices=("text", "json", "auto"), default="auto",
+        "--context-format",
+        choices=("text", "json", "auto"),
+        default="auto",
         help="text: as is; json: parsed; auto: JSON for a .json file or stdin that starts with [ or {, else text",
     )
     run.add_argument("--query", required=True, help="the question to answer")
@@ -983,25 +1014,28 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     )
     suite = eval_.add_argument_group("built-in suites")
     suite.add_argument("--n", type=_whole(1), default=20, help="tasks per suite and size")
-    suite.add_argument(
-        "--size", default="8k", help="context size(s) in tokens: 8k, 128k, 1M, 10M (comma-separated)"
-    )
+    suite.add_argument("--size", default="8k", help="context size(s) in tokens: 8k, 128k, 1M, 10M (comma-separated)")
     suite.add_argument("--seed", type=int, default=0, help="seed of the generated tasks")
     suite.add_argument("--write-tasks", metavar="FILE", help="write the tasks as JSONL and exit, without running them")
     run = eval_.add_argument_group("run")
     run.add_argument("--concurrency", type=_whole(1), default=4, metavar="N", help="tasks at once")
     run.add_argument("--out", metavar="FILE", help="append results here as JSONL; re-running resumes from it")
     run.add_argument(
-        "--retry-errors", action=argparse.BooleanOptionalAction, default=True,
+        "--retry-errors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="on resume, run again the tasks whose last result was an error",
     )
     run.add_argument(
-        "--allow-errors", action="store_true",
+        "--allow-errors",
+        action="store_true",
         help=f"tasks that end in an error count as wrong answers instead of failing the run with exit {EXIT_TASK_ERRORS}",
     )
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument(
-        "--fail-under", type=_fraction, metavar="ACC",
+        "--fail-under",
+        type=_fraction,
+        metavar="ACC",
         help="exit 1 when accuracy is below this: a fraction (0.8) or a percentage (80%%); a bare 80 is refused",
     )
     run.add_argument(
@@ -1019,8 +1053,12 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 def _add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="compare eval results files side by side; plot accuracy and cost")
     report.add_argument("results", nargs="+", metavar="RESULTS.jsonl", help="the --out files of eval runs")
-    report.add_argument("--plot", metavar="PNG", help="write accuracy and cost against context size (needs rlm-sandbox[plot])")
-    report.add_argument("--json", action="store_true", help="print the summaries as JSON (ASCII only, always valid JSON)")
+    report.add_argument(
+        "--plot", metavar="PNG", help="write accuracy and cost against context size (needs rlm-sandbox[plot])"
+    )
+    report.add_argument(
+        "--json", action="store_true", help="print the summaries as JSON (ASCII only, always valid JSON)"
+    )
     report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page of the runs and tasks")
     report.set_defaults(handler=cmd_report)
 
@@ -1050,8 +1088,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
-        _add_run, _add_chat, _add_niah, _add_view, _add_eval, _add_report, _add_exec, _add_image, _add_gc, _add_doctor,
-        _add_audit, _add_mcp,
+        _add_run,
+        _add_chat,
+        _add_niah,
+        _add_view,
+        _add_eval,
+        _add_report,
+        _add_exec,
+        _add_image,
+        _add_gc,
+        _add_doctor,
+        _add_audit,
+        _add_mcp,
     ):
         add(commands)
     # Every subcommand, including ones added later, gets the same help layout and --debug.

@@ -119,7 +119,8 @@ def read_context(source: str, fmt: ContextFormat = "auto") -> Any:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise InputError(
-                f"context file {source!r} is not UTF-8 text", "convert it to text first: a binary file cannot be a context"
+                f"context file {source!r} is not UTF-8 text",
+                "convert it to text first: a binary file cannot be a context",
             ) from None
         except OSError as exc:
             raise InputError(f"cannot read context file {source!r}: {exc.strerror}", "check its permissions") from None

@@ -80,7 +80,9 @@ def _record_line(turn: _Turn) -> str:
     blocks = find_code_blocks(turn.reply)
     if blocks:
         lines = [line for block in blocks for line in block.splitlines() if line.strip()]
-        did = f"ran code `{_one_line(' ; '.join(lines[:3]), 160)}`" + (f" (+{len(lines) - 3} lines)" if len(lines) > 3 else "")
+        did = f"ran code `{_one_line(' ; '.join(lines[:3]), 160)}`" + (
+            f" (+{len(lines) - 3} lines)" if len(lines) > 3 else ""
+        )
     else:
         did = f"wrote no code: {_one_line(turn.reply, 120)!r}" if turn.reply.strip() else "gave an empty reply"
     found = f" -> {_one_line(turn.feedback, 200)}" if turn.feedback else ""

@@ -188,7 +188,9 @@ _WINDOW_IN_MESSAGE = re.compile(
     r"\"n_ctx\"\s*:\s*(\d+)",
     re.IGNORECASE,
 )
-_PARAM_REJECTED = re.compile(r"unsupported|not supported|unrecognized|unknown|extra|not permitted|unexpected|invalid", re.I)
+_PARAM_REJECTED = re.compile(
+    r"unsupported|not supported|unrecognized|unknown|extra|not permitted|unexpected|invalid", re.I
+)
 _CAP_PARAMS = ("max_completion_tokens", "max_tokens")
 
 
@@ -363,7 +365,9 @@ class OpenAIClient:
                     raise
                 completion = self._create(model, messages, timeout_s, max_output_tokens)
         except openai.APITimeoutError as exc:
-            within = f"within {timeout_s:g}s (retries included)" if timeout_s is not None else "before the SDK's timeout"
+            within = (
+                f"within {timeout_s:g}s (retries included)" if timeout_s is not None else "before the SDK's timeout"
+            )
             raise LMError(f"{model} at {where}: no answer {within}") from exc
         except openai.APIConnectionError as exc:
             raise LMError(
@@ -438,7 +442,9 @@ class OpenAIClient:
             output_tokens = estimate_tokens(text) + estimate_tokens(reasoning or "")
         assert isinstance(input_tokens, int) and isinstance(output_tokens, int)
         input_tokens, output_tokens = max(0, input_tokens), max(0, output_tokens)
-        cached = _detail(usage, "prompt_tokens_details", "cached_tokens") or _int(_extra(usage, "prompt_cache_hit_tokens"))
+        cached = _detail(usage, "prompt_tokens_details", "cached_tokens") or _int(
+            _extra(usage, "prompt_cache_hit_tokens")
+        )
         cached = min(cached, input_tokens)
         reasoning_tokens = min(_detail(usage, "completion_tokens_details", "reasoning_tokens"), output_tokens)
         return LMResponse(

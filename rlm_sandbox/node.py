@@ -45,8 +45,8 @@ from .prompts import (
 from .replies import ModelReply, read_reply
 from .sandbox.base import ExecResult, Sandbox
 from .startup import SandboxStart
-from .tools import render_tools
 from .tokens import estimate_messages_tokens
+from .tools import render_tools
 
 if TYPE_CHECKING:
     import threading
@@ -145,6 +145,7 @@ class _NodeLoop:
         _live: LiveSandboxes
 
         router: Router
+
         def _check_cancelled(self) -> None: ...
         def _add_time(self, field: str, seconds: float) -> None: ...
 
@@ -157,7 +158,6 @@ class _NodeLoop:
         self, context: Any, query: str, *, depth: int, parent: int | None, node: int | None = None
     ) -> _Outcome:
         node = next(self._node_ids) if node is None else node
-        limits = self.rlm.limits
         self.trajectory.emit("node_start", node=node, parent=parent, depth=depth, query=query)
         progress = _Progress()
         handlers = self.router.handlers(node, depth)
@@ -356,7 +356,9 @@ class _NodeLoop:
         while True:
             messages, cap, compaction = conversation.prepare()
             if compaction is not None:
-                self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
+                self.trajectory.emit(
+                    "compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump()
+                )
             try:
                 with self.router.gate.slot():  # a model turn is leaf work: it counts against max_concurrency
                     response = complete_within_budget(
@@ -376,7 +378,9 @@ class _NodeLoop:
                 if compaction is None:
                     raise
                 recovered = True
-                self.trajectory.emit("compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump())
+                self.trajectory.emit(
+                    "compaction", node=node, depth=depth, iteration=iteration, **compaction.model_dump()
+                )
             finally:
                 self._add_time("model_s", time.monotonic() - started)
                 started = time.monotonic()

@@ -113,7 +113,7 @@ def _candidates(text: str, is_json: bool) -> list[Any]:
     elif len(text) <= _LITERAL_MAX_CHARS:
         try:
             values.append(ast.literal_eval(text.strip()))
-        except Exception:  # noqa: BLE001 - any failure only means "not a literal"
+        except Exception:
             pass
     values.append(text)  # a schema of type string takes the text as it is
     return values

@@ -125,7 +125,9 @@ def cost_usd(
     cached = min(max(0, cached_input_tokens), input_tokens)
     override = _override(model, prices)
     if override is not None:
-        cached_price = override.input_per_mtok if override.cached_input_per_mtok is None else override.cached_input_per_mtok
+        cached_price = (
+            override.input_per_mtok if override.cached_input_per_mtok is None else override.cached_input_per_mtok
+        )
         return (
             (input_tokens - cached) * override.input_per_mtok
             + cached * cached_price

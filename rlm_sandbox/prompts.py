@@ -153,7 +153,9 @@ def system_prompt(
             "`rlm_query(prompt, model=None)` and `rlm_query_batched(prompts, model=None)` are available but, "
             "at this level, behave exactly like `llm_query` / `llm_query_batched`: a single model call each."
         )
-    role = "You are answering a question" if depth == 0 else f"You are a helper (nesting level {depth}) answering a task"
+    role = (
+        "You are answering a question" if depth == 0 else f"You are a helper (nesting level {depth}) answering a task"
+    )
     return f"""{role} about data that is too big to read directly. The data is not in this conversation. It is stored in a Python session as the variable `context`, and you study it by writing Python code that this session runs for you.
 
 ## The data
@@ -251,7 +253,7 @@ def output_instructions(schema_json: str) -> str:
         "## Answer format\n"
         "Your final answer must be a JSON value that matches this JSON schema:\n"
         f"{schema_json}\n"
-        "Build it in code as a dict or list and give it with FINAL(value) or FINAL_VAR(\"name\"): "
+        'Build it in code as a dict or list and give it with FINAL(value) or FINAL_VAR("name"): '
         "it is sent as JSON and checked. If it does not match, you are told what is wrong and can fix it."
     )
 
@@ -261,7 +263,7 @@ def invalid_answer(problems: str) -> str:
     return (
         "Your final answer was not accepted: it does not match the required JSON schema.\n"
         f"{problems}\n"
-        "Fix the value and give it again with FINAL(...) or FINAL_VAR(\"name\")."
+        'Fix the value and give it again with FINAL(...) or FINAL_VAR("name").'
     )
 
 

@@ -53,7 +53,9 @@ def read_reply(response: LMResponse, output_cap: int | None = None) -> ModelRepl
                 "Write Python in a ```repl block instead."
             )
         elif reasoning and not cut:
-            notes.append("Your last reply had reasoning but no visible text. Write the ```repl code or FINAL(...) itself.")
+            notes.append(
+                "Your last reply had reasoning but no visible text. Write the ```repl code or FINAL(...) itself."
+            )
         elif not cut:
             notes.append("Your last reply was empty.")
     return ModelReply(text=response.text, visible=visible, reasoning=reasoning, cut=cut, notes=notes)

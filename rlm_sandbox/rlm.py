@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,4 +287,3 @@ class _Tree(_NodeLoop):
     def _add_time(self, field: str, seconds: float) -> None:
         with self._lock:
             setattr(self.timings, field, getattr(self.timings, field) + seconds)
-

@@ -83,10 +83,12 @@ class Router:
         def handle(prompts: list[str], model: str | None, images: list[list[str]] | None = None) -> list[str]:
             name = model or self.tree.rlm.sub_model
             if images is not None:
+                if len(images) != len(prompts):  # the sandbox's word; a short list must not drop prompts
+                    raise ValueError(f"{len(images)} image lists for {len(prompts)} prompts: give one list per prompt")
                 for group in images:  # every image is checked before any call is made
                     for url in group:
                         check_image(url)
-            pairs = list(zip(prompts, images or [[] for _ in prompts]))
+            pairs = list(zip(prompts, images or [[] for _ in prompts], strict=True))
             return self._fan_out(pairs, lambda pair: self._plain_call(pair[0], pair[1], name, node, depth))
 
         return handle

@@ -28,8 +28,46 @@ SCRIPTED_MODEL = "scripted-demo"
 _QUESTION = re.compile(r"^Question:\s*(?P<query>.+)$", re.MULTILINE)
 _QUOTED = re.compile(r"[\"“']([^\"”']{3,80})[\"”']")
 _STOPWORDS = frozenset(
-    "the a an is are was what which who where when how in of on to for and or that this it its with "
-    "from by hidden stated text data context document please find give tell me number".split()
+    [
+        "the",
+        "a",
+        "an",
+        "is",
+        "are",
+        "was",
+        "what",
+        "which",
+        "who",
+        "where",
+        "when",
+        "how",
+        "in",
+        "of",
+        "on",
+        "to",
+        "for",
+        "and",
+        "or",
+        "that",
+        "this",
+        "it",
+        "its",
+        "with",
+        "from",
+        "by",
+        "hidden",
+        "stated",
+        "text",
+        "data",
+        "context",
+        "document",
+        "please",
+        "find",
+        "give",
+        "tell",
+        "me",
+        "number",
+    ]
 )
 
 
@@ -112,7 +150,9 @@ print(f"{{len(records):,}} records; labels: {{labels.most_common()}}")"""
 def _count_label(match: re.Match[str], turn: int) -> str:
     label = match.group("label").lower()
     code = _RECORDS.format() + f"\nanswer = str(labels[{label!r}])\nprint('answer:', answer)"
-    return _computed(turn, f"Each record line carries `label: ...`; I will count them with code.\n\n```repl\n{code}\n```")
+    return _computed(
+        turn, f"Each record line carries `label: ...`; I will count them with code.\n\n```repl\n{code}\n```"
+    )
 
 
 def _most_frequent_label(match: re.Match[str], turn: int) -> str:
@@ -144,7 +184,8 @@ pairs = sorted((a, b) for ids in groups.values() for a, b in itertools.combinati
 answer = "\\n".join(f"({{a}}, {{b}})" for a, b in pairs)
 print(f"{{len(rows):,}} records, {{len(chosen):,}} with status {status!r}, {{len(pairs):,}} pairs; first: {{pairs[:3]}}")"""
     return _computed(
-        turn, f"I will parse the `key=value` fields, keep the {status} records and pair them by {attribute}.\n\n```repl\n{code}\n```"
+        turn,
+        f"I will parse the `key=value` fields, keep the {status} records and pair them by {attribute}.\n\n```repl\n{code}\n```",
     )
 
 

@@ -26,9 +26,9 @@ from .prompts import describe_context, follow_up_prompt
 from .startup import LiveSandboxes, SandboxStart
 
 if TYPE_CHECKING:
-    from .sandbox.base import Sandbox
     from .history import Conversation
     from .rlm import RLM, RLMResult, _Tree
+    from .sandbox.base import Sandbox
 
 __all__ = ["Session"]
 

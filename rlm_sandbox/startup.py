@@ -146,7 +146,7 @@ class SandboxStart:
             self._context = None  # the caller may free a large context once it is loaded
             if self._on_ready is not None:
                 self._on_ready(time.monotonic() - started)
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, raised there
+        except BaseException as exc:
             self._error = exc
             if sandbox is not None:
                 self._live.discard(sandbox)

@@ -226,7 +226,9 @@ class OpenTelemetryListener:
         }
         if self._include_content:
             attributes["rlm.query"] = _cut(event.get("query"))
-        run.nodes[node] = self._tracer.start_span("rlm.node", context=context, start_time=start, attributes=_clean(attributes))
+        run.nodes[node] = self._tracer.start_span(
+            "rlm.node", context=context, start_time=start, attributes=_clean(attributes)
+        )
 
     def _end_node(self, run: _Run, event: dict[str, Any]) -> None:
         node = str(event.get("node"))
@@ -328,7 +330,8 @@ class OpenTelemetryListener:
         simple = {
             f"rlm.{key}": value
             for key, value in event.items()
-            if key not in ("type", "t", "run_id") and isinstance(value, (str, bool, int, float))
+            if key not in ("type", "t", "run_id")
+            and isinstance(value, (str, bool, int, float))
             and (self._include_content or not isinstance(value, str) or key in ("name", "tool", "error", "kind"))
         }
         if "duration_s" in event:

@@ -63,7 +63,8 @@ _original_render_buffer = Console._render_buffer
 def _safe_render_buffer(self: Console, buffer: Iterable[Segment]) -> str:
     # Control segments (cursor moves of a live progress bar) are rich's own; text is not.
     cleaned = (
-        segment if segment.control or _UNSAFE.search(segment.text) is None
+        segment
+        if segment.control or _UNSAFE.search(segment.text) is None
         else Segment(visible(segment.text), segment.style, segment.control)
         for segment in buffer
     )

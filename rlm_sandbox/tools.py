@@ -104,7 +104,7 @@ class Tool:
                 )
             try:
                 adapters[parameter.name] = TypeAdapter(hints.get(parameter.name, Any))
-            except Exception as exc:  # noqa: BLE001 - pydantic cannot validate this hint
+            except Exception as exc:
                 raise ToolDefinitionError(f"tool {name!r}: parameter {parameter.name!r}: {exc}") from None
         # Shown with the hints resolved: `x: int`, not the string `x: 'int'` of postponed annotations.
         empty = inspect.Signature.empty
@@ -250,7 +250,6 @@ class ToolCalls:
                 **where,
             )
 
-
     def unknown(self, name: str, available: list[str], **where: Any) -> None:
         """A call to a tool this node was not granted: counted, logged, refused."""
         error = f"there is no tool named {name!r} here; available: {available or 'none'}"
@@ -270,7 +269,7 @@ def _run_with_timeout(tool: Tool, values: dict[str, Any], timeout: float) -> Any
     def run() -> None:
         try:
             outcome["value"] = tool.fn(**values)
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller, never re-raised here
+        except BaseException as exc:
             outcome["error"] = exc
 
     # A daemon thread, so a tool that hangs for ever cannot keep the process alive.

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class Trajectory:
     """Thread-safe: nodes of one tree run concurrently (batched rlm_query)."""
 
     def __init__(self, log_dir: str | Path | None = None, listeners: list[Listener] | None = None) -> None:
-        self.run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.path: Path | None = None
         self._file = None
         if log_dir is not None:
@@ -104,9 +104,7 @@ def load_trajectory(path: str | Path) -> list[dict[str, Any]]:
         record = None
     if isinstance(record, dict) and "fingerprint" in record and ("id" in record or "task_id" in record):
         raise InputError(f"{path} is an eval results file, not a trajectory", f"use rlm-sandbox report {path}")
-    raise InputError(
-        f"{path} holds no trajectory events", "give a file written by run or niah (rlm_logs/rlm-*.jsonl)"
-    )
+    raise InputError(f"{path} holds no trajectory events", "give a file written by run or niah (rlm_logs/rlm-*.jsonl)")
 
 
 # ------------------------------------------------------------------ rendering
@@ -159,7 +157,9 @@ def render_event(event: dict[str, Any]):
         return Panel(Text(_short(event.get("response"))), title=Text(title), title_align="left", border_style="blue")
     if kind == "exec":
         failed = bool(event.get("error"))
-        output = _short("\n".join(str(part) for part in (event.get("stdout"), event.get("stderr"), event.get("error")) if part))
+        output = _short(
+            "\n".join(str(part) for part in (event.get("stdout"), event.get("stderr"), event.get("error")) if part)
+        )
         flags = [f"{_num(event.get('duration_s')) * 1000:.1f} ms"]
         if event.get("timed_out"):
             flags.append("timed out")

@@ -66,7 +66,7 @@ def runtime(request, available_runtimes, sandbox_image) -> str:
     return request.param
 
 
-@pytest.fixture(params=("local",) + RUNTIMES)
+@pytest.fixture(params=("local", *RUNTIMES))
 def sandbox_kind(request) -> str:
     """Every way to run the server: behaviour must be the same in all of them."""
     if request.param != "local":

@@ -34,22 +34,57 @@ def one_line_error(done, code: int = 2) -> str:
 @pytest.mark.parametrize(
     "setup, args, message",
     [
-        (None, ["run", "--context", "missing.txt", "--query", "q", "--demo"], "context file 'missing.txt' does not exist ("),
+        (
+            None,
+            ["run", "--context", "missing.txt", "--query", "q", "--demo"],
+            "context file 'missing.txt' does not exist (",
+        ),
         (None, ["run", "--context", ".", "--query", "q", "--demo"], "is a directory ("),
         ("binary", ["run", "--context", "blob.bin", "--query", "q", "--demo"], "is not UTF-8 text ("),
         ("badjson", ["run", "--context", "bad.json", "--query", "q", "--demo"], "is not valid JSON: "),
         (None, ["run", "--context", "-", "--query", "q", "--max-depth", "0"], "--max-depth: 0 is below 1 ("),
         (None, ["run", "--context", "-", "--query", "q", "--exec-timeout", "0"], "--exec-timeout: 0 is not allowed ("),
         (None, ["view", "missing.jsonl"], "no such trajectory file: missing.jsonl ("),
-        ("results", ["view", "r.jsonl"], "r.jsonl is an eval results file, not a trajectory (use rlm-sandbox report r.jsonl)"),
-        (None, ["eval", "--suite", "niah", "--demo", "--fail-under", "80"], "--fail-under: 80 is not from 0 to 1 (give 0.8, or 80%"),
+        (
+            "results",
+            ["view", "r.jsonl"],
+            "r.jsonl is an eval results file, not a trajectory (use rlm-sandbox report r.jsonl)",
+        ),
+        (
+            None,
+            ["eval", "--suite", "niah", "--demo", "--fail-under", "80"],
+            "--fail-under: 80 is not from 0 to 1 (give 0.8, or 80%",
+        ),
         (None, ["eval", "--suite", "niah", "--demo", "--concurrency", "0"], "--concurrency: 0 is below 1"),
         (None, ["run", "--context", "-", "--query", "q"], "no API key for the model (set OPENAI_API_KEY"),
         (None, ["eval", "--suite", "niah"], "pass --demo for the built-in scripted model"),
-        ("pathlike", ["eval", "tasks.jsonl", "--demo"], "tasks.jsonl:1: task a: context 'docs/notes.txt' looks like a file name"),
-        (None, ["run", "--context", "-", "--query", "q", "--base-url", "http://127.0.0.1:9/v1", "--model", "my-local",
-                "--max-cost", "1"], "--max-cost cannot be enforced: no price is known for my-local (give its prices with --price"),
-        (None, ["run", "--context", "-", "--query", "q", "--demo", "--base-url", "http://127.0.0.1:9/v1"], "contradict"),
+        (
+            "pathlike",
+            ["eval", "tasks.jsonl", "--demo"],
+            "tasks.jsonl:1: task a: context 'docs/notes.txt' looks like a file name",
+        ),
+        (
+            None,
+            [
+                "run",
+                "--context",
+                "-",
+                "--query",
+                "q",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "my-local",
+                "--max-cost",
+                "1",
+            ],
+            "--max-cost cannot be enforced: no price is known for my-local (give its prices with --price",
+        ),
+        (
+            None,
+            ["run", "--context", "-", "--query", "q", "--demo", "--base-url", "http://127.0.0.1:9/v1"],
+            "contradict",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, setup, args, message):
@@ -88,7 +123,10 @@ def test_eval_against_nothing_listening_fails_and_names_the_tasks(tmp_path):
 
 def test_resume_reruns_changed_contexts_and_reports_changed_limits(tmp_path):
     (tmp_path / "doc.txt").write_text("noise\nThe magic number is 1234567.\nnoise\n")
-    write_jsonl(tmp_path / "tasks.jsonl", [{"id": "f", "context": "doc.txt", "query": "What is the magic number?", "expected": "1234567"}])
+    write_jsonl(
+        tmp_path / "tasks.jsonl",
+        [{"id": "f", "context": "doc.txt", "query": "What is the magic number?", "expected": "1234567"}],
+    )
     with FakeOpenAIServer(scripted) as server:
         args = ("eval", "tasks.jsonl", "--base-url", server.base_url, "--no-sandbox", "--out", "r.jsonl")
         assert cli(*args, cwd=tmp_path).returncode == 0
@@ -122,8 +160,9 @@ def _wait_for_request(server, timeout_s: float = 60) -> None:
 def test_ctrl_c_on_run_says_where_the_trajectory_is(tmp_path):
     (tmp_path / "ctx.txt").write_text("some text")
     with FakeOpenAIServer(_hang_on_root) as server:
-        process = cli_popen("run", "--context", "ctx.txt", "--query", "q", "--base-url", server.base_url,
-                            "--no-sandbox", cwd=tmp_path)
+        process = cli_popen(
+            "run", "--context", "ctx.txt", "--query", "q", "--base-url", server.base_url, "--no-sandbox", cwd=tmp_path
+        )
         try:
             _wait_for_request(server)
             process.send_signal(signal.SIGINT)
@@ -141,8 +180,9 @@ def test_ctrl_c_on_run_says_where_the_trajectory_is(tmp_path):
 def test_ctrl_c_before_the_first_task_finishes_claims_no_results_file(tmp_path):
     write_jsonl(tmp_path / "tasks.jsonl", [needle_task("slow", 1234567)])
     with FakeOpenAIServer(_hang_on_root) as server:
-        process = cli_popen("eval", "tasks.jsonl", "--base-url", server.base_url, "--no-sandbox", "--out", "r.jsonl",
-                            cwd=tmp_path)
+        process = cli_popen(
+            "eval", "tasks.jsonl", "--base-url", server.base_url, "--no-sandbox", "--out", "r.jsonl", cwd=tmp_path
+        )
         try:
             _wait_for_request(server)
             process.send_signal(signal.SIGINT)
@@ -166,7 +206,12 @@ def _type_reporter(body):
 
 @pytest.mark.parametrize(
     "fmt, stdin, answer",
-    [("auto", "[1, 2, 3]", "list 3"), ("json", '{"a": 1}', "dict 1"), ("text", "[1, 2, 3]", "str 9"), ("auto", "plain", "str 5")],
+    [
+        ("auto", "[1, 2, 3]", "list 3"),
+        ("json", '{"a": 1}', "dict 1"),
+        ("text", "[1, 2, 3]", "str 9"),
+        ("auto", "plain", "str 5"),
+    ],
 )
 def test_context_format_on_stdin(tmp_path, fmt, stdin, answer):
     import subprocess
@@ -176,9 +221,27 @@ def test_context_format_on_stdin(tmp_path, fmt, stdin, answer):
 
     with FakeOpenAIServer(_type_reporter) as server:
         done = subprocess.run(
-            [sys.executable, "-m", "rlm_sandbox.cli", "run", "--context", "-", "--context-format", fmt, "--query", "q",
-             "--base-url", server.base_url, "--no-sandbox"],
-            cwd=tmp_path, env=cli_env(), input=stdin, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "rlm_sandbox.cli",
+                "run",
+                "--context",
+                "-",
+                "--context-format",
+                fmt,
+                "--query",
+                "q",
+                "--base-url",
+                server.base_url,
+                "--no-sandbox",
+            ],
+            cwd=tmp_path,
+            env=cli_env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == answer
@@ -263,8 +326,17 @@ def test_no_traceback_for_an_unexpected_failure(tmp_path):
 def test_markup_in_files_is_shown_as_text(tmp_path):
     """Square brackets from a results file or a trajectory are text, never rich markup."""
     odd = "[/] [bold red]x[/bold red] [link=file:///etc/passwd]y"
-    record = {"id": odd, "fingerprint": "f1", "config": {"model": odd, "max_depth": 1}, "answer": odd, "expected": "z",
-              "correct": False, "stop_reason": "final", "elapsed_s": 1.0, "suite": odd}
+    record = {
+        "id": odd,
+        "fingerprint": "f1",
+        "config": {"model": odd, "max_depth": 1},
+        "answer": odd,
+        "expected": "z",
+        "correct": False,
+        "stop_reason": "final",
+        "elapsed_s": 1.0,
+        "suite": odd,
+    }
     (tmp_path / "r.jsonl").write_text(json.dumps(record) + "\n")
     report = cli("report", "r.jsonl", cwd=tmp_path)
     assert report.returncode == 0, report.stderr

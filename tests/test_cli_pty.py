@@ -110,8 +110,20 @@ def hostile_server():
 
 def test_run_verbose_answer_and_view(tmp_path, hostile_server):
     (tmp_path / "ctx.txt").write_text(f"context with {HOSTILE}\n")
-    args = ("run", "--context", "ctx.txt", "--query", f"q {HOSTILE}", "--base-url", hostile_server.base_url,
-            "--model", "m", "--no-sandbox", "--log-dir", "logs")
+    args = (
+        "run",
+        "--context",
+        "ctx.txt",
+        "--query",
+        f"q {HOSTILE}",
+        "--base-url",
+        hostile_server.base_url,
+        "--model",
+        "m",
+        "--no-sandbox",
+        "--log-dir",
+        "logs",
+    )
     code, output = run_in_pty(*args, "-v", cwd=tmp_path)
     assert code == 0, output[-2000:]
     text = assert_shown_not_interpreted(output)
@@ -123,8 +135,9 @@ def test_run_verbose_answer_and_view(tmp_path, hostile_server):
     assert_shown_not_interpreted(output)
 
     # To a pipe the answer is the model's, byte for byte; --json is valid ASCII JSON on a terminal too.
-    piped = subprocess.run([sys.executable, "-m", "rlm_sandbox.cli", *args], cwd=tmp_path, env=cli_env(),
-                           capture_output=True, timeout=240)
+    piped = subprocess.run(
+        [sys.executable, "-m", "rlm_sandbox.cli", *args], cwd=tmp_path, env=cli_env(), capture_output=True, timeout=240
+    )
     assert piped.returncode == 0 and piped.stdout == (HOSTILE + "\n").encode()
     code, output = run_in_pty(*args, "--json", cwd=tmp_path)
     assert code == 0
@@ -139,8 +152,13 @@ def test_exec_output_error_and_stderr(tmp_path, sandbox_image):
     assert code == 1
     text = assert_shown_not_interpreted(output, cell_traceback=True)
     assert text.count("PWNED-TITLE") >= 3 and 'File "<cell-1>"' in text
-    piped = subprocess.run([sys.executable, "-m", "rlm_sandbox.cli", "exec", "-c", code_text], cwd=tmp_path,
-                           env=cli_env(), capture_output=True, timeout=240)
+    piped = subprocess.run(
+        [sys.executable, "-m", "rlm_sandbox.cli", "exec", "-c", code_text],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        timeout=240,
+    )
     assert piped.stdout == (HOSTILE + "\n").encode(), "to a pipe the output is byte for byte"
 
 
@@ -159,8 +177,20 @@ def test_eval_progress_summary_report_and_written_files(tmp_path):
     ]
     write_jsonl(tmp_path / "tasks.jsonl", rows)
     with FakeOpenAIServer(respond) as server:
-        code, output = run_in_pty("eval", "tasks.jsonl", "--base-url", server.base_url, "--model", f"m{HOSTILE}",
-                                  "--no-sandbox", "--out", "r.jsonl", "--junit", "j.xml", cwd=tmp_path)
+        code, output = run_in_pty(
+            "eval",
+            "tasks.jsonl",
+            "--base-url",
+            server.base_url,
+            "--model",
+            f"m{HOSTILE}",
+            "--no-sandbox",
+            "--out",
+            "r.jsonl",
+            "--junit",
+            "j.xml",
+            cwd=tmp_path,
+        )
     assert code == 3, output[-3000:]  # a task ended in an error
     text = assert_shown_not_interpreted(output)
     assert "tasks that did not pass" in text and "refused" in text
@@ -171,11 +201,21 @@ def test_eval_progress_summary_report_and_written_files(tmp_path):
     assert {r["id"] for r in read_results(tmp_path / "r.jsonl")} == {row["id"] for row in rows}
     root = ET.parse(tmp_path / "j.xml").getroot()
     assert {case.get("name") for case in root.iter("testcase")} == {
-        f"answer-{HOSTILE}".replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x9b", "\\x9b")
-        .replace("\x9d", "\\x9d").replace("\x9c", "\\x9c").replace("\x7f", "\\x7f").replace("\u202e", "\\u202e")
+        f"answer-{HOSTILE}".replace("\x1b", "\\x1b")
+        .replace("\x07", "\\x07")
+        .replace("\x9b", "\\x9b")
+        .replace("\x9d", "\\x9d")
+        .replace("\x9c", "\\x9c")
+        .replace("\x7f", "\\x7f")
+        .replace("\u202e", "\\u202e")
         .replace("\x08", "\\x08"),
-        f"refuse-{HOSTILE}".replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x9b", "\\x9b")
-        .replace("\x9d", "\\x9d").replace("\x9c", "\\x9c").replace("\x7f", "\\x7f").replace("\u202e", "\\u202e")
+        f"refuse-{HOSTILE}".replace("\x1b", "\\x1b")
+        .replace("\x07", "\\x07")
+        .replace("\x9b", "\\x9b")
+        .replace("\x9d", "\\x9d")
+        .replace("\x9c", "\\x9c")
+        .replace("\x7f", "\\x7f")
+        .replace("\u202e", "\\u202e")
         .replace("\x08", "\\x08"),
     }
 
@@ -205,7 +245,9 @@ def _in_process(tmp_path: Path, body: str) -> tuple[int, bytes]:
 
 def test_doctor_and_audit_tables(tmp_path):
     """Their sources (the daemon, the probe inside a sandbox, the attack cases) replaced by hostile ones."""
-    code, output = _in_process(tmp_path, """
+    code, output = _in_process(
+        tmp_path,
+        """
         import sys
         from rlm_sandbox import cli
         from rlm_sandbox.errors import DockerUnavailableError
@@ -216,11 +258,14 @@ def test_doctor_and_audit_tables(tmp_path):
 
         docker.docker_client = no_daemon
         sys.exit(cli.main(["doctor"]))
-    """)
+    """,
+    )
     assert code == 1
     assert_shown_not_interpreted(output)
 
-    code, output = _in_process(tmp_path, """
+    code, output = _in_process(
+        tmp_path,
+        """
         import sys
         from rlm_sandbox import cli
         import rlm_sandbox.audit as audit
@@ -233,6 +278,7 @@ def test_doctor_and_audit_tables(tmp_path):
 
         audit.run_audit = run_audit
         sys.exit(cli.main(["audit"]))
-    """)
+    """,
+    )
     assert code == 1
     assert_shown_not_interpreted(output)

@@ -44,9 +44,18 @@ def test_run_against_an_openai_compatible_server_and_view_the_trajectory(tmp_pat
     context.write_text("alpha\nbeta\nThe magic number is 8675309.\ngamma\n")
     with FakeOpenAIServer(lambda body: Reply.text(demo.complete(body["messages"]).text)) as server:
         done = cli(
-            "run", "--context", str(context), "--query", "What is the magic number?",
-            "--base-url", server.base_url, "--model", "local-model", "--no-sandbox",
-            "--log-dir", str(tmp_path / "logs"),
+            "run",
+            "--context",
+            str(context),
+            "--query",
+            "What is the magic number?",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "local-model",
+            "--no-sandbox",
+            "--log-dir",
+            str(tmp_path / "logs"),
             cwd=tmp_path,
         )
         assert server.request_count == 4
@@ -61,8 +70,16 @@ def test_run_against_an_openai_compatible_server_and_view_the_trajectory(tmp_pat
 
 def test_run_reads_json_context_from_stdin(tmp_path):
     done = cli(
-        "run", "--context", "-", "--query", "What is the magic number?", "--no-sandbox", "--json", "--demo",
-        cwd=tmp_path, stdin="The magic number is 42.\n",
+        "run",
+        "--context",
+        "-",
+        "--query",
+        "What is the magic number?",
+        "--no-sandbox",
+        "--json",
+        "--demo",
+        cwd=tmp_path,
+        stdin="The magic number is 42.\n",
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["answer"] == "42"

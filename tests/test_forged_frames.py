@@ -25,14 +25,12 @@ WRITE_RAW = (
 
 FORGERIES = {
     "not json": "frame(b'this is not json')",
-    "non-utf8": "frame(b'{\"type\": \"ready\", \"version\": \"\\xff\\xfe\"}')",
+    "non-utf8": 'frame(b\'{"type": "ready", "version": "\\xff\\xfe"}\')',
     "oversized header": "raw(b'\\xff\\xff\\xff\\xff' + b'x' * 100)",
-    "unknown type": "frame(b'{\"type\": \"become_root\"}')",
-    "ready again": "frame(b'{\"type\": \"ready\", \"version\": \"1\"}')",
-    "result for another exec": "frame(b'{\"type\": \"exec_result\", \"id\": 999999}')",
-    "request for another exec": (
-        "frame(b'{\"type\": \"llm_request\", \"id\": 1, \"exec_id\": 0, \"prompts\": [\"x\"]}')"
-    ),
+    "unknown type": 'frame(b\'{"type": "become_root"}\')',
+    "ready again": 'frame(b\'{"type": "ready", "version": "1"}\')',
+    "result for another exec": 'frame(b\'{"type": "exec_result", "id": 999999}\')',
+    "request for another exec": ('frame(b\'{"type": "llm_request", "id": 1, "exec_id": 0, "prompts": ["x"]}\')'),
     "request claiming a depth": (
         "import json\n"
         "frame(json.dumps({'type': 'llm_request', 'id': 7, 'exec_id': channel_exec_id(), "
@@ -86,9 +84,7 @@ def test_forged_request_for_this_exec_is_just_another_budgeted_call(sandbox_kind
 
     with make_sandbox(sandbox_kind, llm_handler=handler) as sandbox:
         code = (
-            WRITE_RAW
-            + CHANNEL_EXEC_ID
-            + "import json\n"
+            WRITE_RAW + CHANNEL_EXEC_ID + "import json\n"
             "frame(json.dumps({'type': 'llm_request', 'id': 10**6, 'exec_id': channel_exec_id(), "
             "'prompts': ['forged'], 'model': 'm', 'recursive': False}).encode())\n"
             "import time\ntime.sleep(0.5)\n"

@@ -49,7 +49,10 @@ def status_field(sandbox, name: str) -> str | None:
 
 
 def test_runs_as_nobody(hardened):
-    assert inside(hardened, "import os, json; print(json.dumps([os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()]))") == [
+    assert inside(
+        hardened,
+        "import os, json; print(json.dumps([os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()]))",
+    ) == [
         65534,
         65534,
         65534,
@@ -189,7 +192,14 @@ def test_no_docker_socket_or_volume(hardened):
     # Only the root, /tmp and the kernel's own filesystems; no bind mount of host paths
     # beyond the files Docker itself binds: /etc/host* and the init binary (init=True).
     allowed_prefixes = (
-        "/proc", "/sys", "/dev", "/tmp", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/usr/sbin/docker-init",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/usr/sbin/docker-init",
     )
     assert all(m == "/" or m.startswith(allowed_prefixes) for m in observed["mounts"]), observed["mounts"]
 

@@ -262,9 +262,8 @@ def test_oversized_batch_is_refused_inside_the_sandbox():
 
 
 def test_server_caps_match_the_host():
-    from sandbox_image import repl_server
-
     from rlm_sandbox.sandbox import protocol
+    from sandbox_image import repl_server
 
     assert repl_server.MAX_FRAME_BYTES == protocol.MAX_SANDBOX_FRAME_BYTES
     assert repl_server.MAX_PROMPTS_PER_REQUEST == protocol.MAX_PROMPTS_PER_REQUEST

@@ -40,8 +40,19 @@ def test_limits_defaults_match_the_design() -> None:
 
 @pytest.mark.parametrize(
     "field",
-    ["max_depth", "max_iterations", "max_llm_calls", "max_tokens", "max_cost_usd", "timeout_s",
-     "exec_timeout_s", "llm_timeout_s", "max_concurrency", "max_output_tokens", "context_window"],
+    [
+        "max_depth",
+        "max_iterations",
+        "max_llm_calls",
+        "max_tokens",
+        "max_cost_usd",
+        "timeout_s",
+        "exec_timeout_s",
+        "llm_timeout_s",
+        "max_concurrency",
+        "max_output_tokens",
+        "context_window",
+    ],
 )
 @pytest.mark.parametrize("value", [0, -1])
 def test_limits_must_be_positive(field: str, value: int) -> None:
@@ -65,7 +76,12 @@ def test_unlimited_budget_counts_per_model_and_total() -> None:
     usage = budget.usage()
     assert isinstance(usage, Usage)
     assert usage.models["a"].model_dump() == {
-        "calls": 2, "input_tokens": 13, "output_tokens": 9, "cost_usd": 0.75, "cached_input_tokens": 0, "reasoning_tokens": 0
+        "calls": 2,
+        "input_tokens": 13,
+        "output_tokens": 9,
+        "cost_usd": 0.75,
+        "cached_input_tokens": 0,
+        "reasoning_tokens": 0,
     }
     assert usage.models["b"].calls == 1
     assert (usage.total.calls, usage.total.input_tokens, usage.total.output_tokens) == (3, 14, 11)
@@ -226,7 +242,7 @@ def test_reservations_hold_their_worst_case_until_recorded() -> None:
 def test_cost_reservations_refuse_what_would_cross_the_cap() -> None:
     budget = Budget(Limits(max_cost_usd=0.02))
     budget.reserve(cost_usd=0.015)
-    with pytest.raises(BudgetExceededError, match="max_cost_usd=0.02"):
+    with pytest.raises(BudgetExceededError, match=r"max_cost_usd=0\.02"):
         budget.reserve(cost_usd=0.006)
     budget.reserve(cost_usd=0.005)
     with pytest.raises(ValueError):

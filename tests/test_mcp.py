@@ -50,9 +50,7 @@ def _mcp_child_pids() -> list[int]:
 async def _session_run(server_args: list[str], env: dict[str, str], script) -> None:
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "rlm_sandbox.cli", "mcp", *server_args], env=env
-    )
+    params = StdioServerParameters(command=sys.executable, args=["-m", "rlm_sandbox.cli", "mcp", *server_args], env=env)
     with open(os.devnull, "w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -92,7 +90,9 @@ def test_mcp_client_lists_calls_gets_progress_and_is_refused_outside_the_roots(t
         seen["outside"] = await session.call_tool("rlm_complete", {"query": "q", "context_path": str(outside)})
         seen["symlink"] = await session.call_tool("rlm_complete", {"query": "q", "context_path": "escape.txt"})
         seen["dotdot"] = await session.call_tool("rlm_complete", {"query": "q", "context_path": "../secret.txt"})
-        seen["both"] = await session.call_tool("rlm_complete", {"query": "q", "context_text": "a", "context_path": "notes.txt"})
+        seen["both"] = await session.call_tool(
+            "rlm_complete", {"query": "q", "context_text": "a", "context_path": "notes.txt"}
+        )
         seen["extra"] = await session.call_tool(
             "rlm_complete", {"query": "q", "context_text": "a", "limits": {"api_key": "sk-caller"}}
         )

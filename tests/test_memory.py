@@ -165,7 +165,7 @@ def test_a_context_the_host_cannot_hold_fails_before_any_container(docker_client
     too_big = ContextFootprint(kind="str", payload_bytes=total, decoded_bytes=total, load_peak_bytes=2 * total)
     before = own_containers(docker_client)
     sandbox = DockerSandbox()
-    with pytest.raises(SandboxMemoryError, match="needs a sandbox of about .* GiB, but the Docker host has"):
+    with pytest.raises(SandboxMemoryError, match=r"needs a sandbox of about .* GiB, but the Docker host has"):
         sandbox._fit_footprint(too_big)
     assert sandbox.container_id is None and own_containers(docker_client) == before
     sandbox.close()

@@ -4,6 +4,7 @@ cut, empty and refused replies, token details, and the hard budget."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -81,8 +82,13 @@ def events_of(result, kind: str) -> list[dict]:
 
 @pytest.mark.parametrize(
     "text",
-    ["plain English prose about a needle in a haystack. " * 40, "x = [i**2 for i in range(10)]\nprint(x)\n" * 30,
-     "0123456789 " * 100, "数据分析和语言模型 " * 50, "emoji 🎉🚀 and accents éèà " * 30],
+    [
+        "plain English prose about a needle in a haystack. " * 40,
+        "x = [i**2 for i in range(10)]\nprint(x)\n" * 30,
+        "0123456789 " * 100,
+        "数据分析和语言模型 " * 50,
+        "emoji 🎉🚀 and accents éèà " * 30,
+    ],
 )
 def test_the_estimate_errs_high_against_a_4_chars_per_token_count(text: str) -> None:
     assert estimate_tokens(text) >= server_tokens(text)
@@ -128,7 +134,9 @@ def test_root_and_sub_calls_carry_the_cap(fake_openai: FakeOpenAIServer, tmp_pat
     assert [r.body["max_tokens"] for r in fake_openai.requests] == [333, 333, 333]
 
 
-@pytest.mark.parametrize("flag, expected", [(["--max-output-tokens", "77"], 77), ([], 8192), (["--max-output-tokens", "0"], None)])
+@pytest.mark.parametrize(
+    "flag, expected", [(["--max-output-tokens", "77"], 77), ([], 8192), (["--max-output-tokens", "0"], None)]
+)
 def test_cli_flag_sets_the_cap(fake_openai: FakeOpenAIServer, flag: list[str], expected: int | None) -> None:
     from rlm_sandbox.cli import _rlm_settings, build_parser
 
@@ -155,8 +163,14 @@ def test_each_servers_context_error_is_recognised(kind: str) -> None:
     "models, expected",
     [
         ({"object": "list", "data": [{"id": "fake-root", "object": "model", "max_model_len": 4096}]}, 4096),  # vLLM
-        ({"models": [], "data": [{"id": "x.gguf", "object": "model", "meta": {"n_ctx_train": 8192}}]}, 8192),  # llama.cpp
-        ({"object": "list", "data": [{"id": "fake-root", "object": "model", "owned_by": "me"}]}, None),  # llama-cpp-python
+        (
+            {"models": [], "data": [{"id": "x.gguf", "object": "model", "meta": {"n_ctx_train": 8192}}]},
+            8192,
+        ),  # llama.cpp
+        (
+            {"object": "list", "data": [{"id": "fake-root", "object": "model", "owned_by": "me"}]},
+            None,
+        ),  # llama-cpp-python
         ({"data": [{"id": "other", "max_model_len": 1}, {"id": "another", "max_model_len": 2}]}, None),
         (None, None),  # no /v1/models at all
     ],
@@ -232,13 +246,17 @@ def test_unknown_window_is_learned_from_the_servers_error_and_the_run_goes_on(ki
         assert compactions[0]["window"] == 3000  # every one of these bodies names the window
         # Once learned, the window is respected: at most one rejection per turn, never two in a row.
         statuses = [r.reply.status for r in server.requests]
-        assert all(not (a == b == 400) for a, b in zip(statuses, statuses[1:], strict=False))
+        assert all(not (a == b == 400) for a, b in itertools.pairwise(statuses))
 
 
-def test_an_llm_query_prompt_too_big_for_the_window_raises_in_the_sandbox(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_an_llm_query_prompt_too_big_for_the_window_raises_in_the_sandbox(
+    fake_openai: FakeOpenAIServer, tmp_path: Path
+) -> None:
     def respond(body: dict) -> Reply:
         if turn_of(body) == 0:
-            return Reply.text(repl("try:\n    llm_query('w ' * 20000)\nexcept Exception as e:\n    print('REFUSED', e)"))
+            return Reply.text(
+                repl("try:\n    llm_query('w ' * 20000)\nexcept Exception as e:\n    print('REFUSED', e)")
+            )
         assert "REFUSED" in last_user(body) and "context window is 4,000 tokens" in last_user(body)
         return Reply.text("FINAL(done)")
 
@@ -277,8 +295,11 @@ def test_reasoning_and_think_blocks_are_never_searched_for_final(fake_openai: Fa
                 completion_tokens=100,
             )
         if turn == 1:
-            return Reply(content="FINAL(decoy three)</think>\nFINAL_VAR(x)", reasoning="FINAL(decoy four)",
-                         reasoning_field="reasoning")
+            return Reply(
+                content="FINAL(decoy three)</think>\nFINAL_VAR(x)",
+                reasoning="FINAL(decoy four)",
+                reasoning_field="reasoning",
+            )
         return Reply.text("FINAL(too late)")
 
     fake_openai.set_responder(respond)
@@ -292,7 +313,9 @@ def test_reasoning_and_think_blocks_are_never_searched_for_final(fake_openai: Fa
     assert "decoy" not in str(fake_openai.requests[-1].body["messages"])
 
 
-def test_a_reply_cut_mid_block_does_not_run_and_the_model_is_told(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_a_reply_cut_mid_block_does_not_run_and_the_model_is_told(
+    fake_openai: FakeOpenAIServer, tmp_path: Path
+) -> None:
     marker = tmp_path / "ran"
 
     def respond(body: dict) -> Reply:
@@ -336,7 +359,9 @@ def test_empty_refused_and_tool_call_replies_are_told_and_the_run_goes_on(
 
 
 def test_cached_and_reasoning_tokens_are_counted_and_priced(fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.push(Reply(prompt_tokens=1_000_000, completion_tokens=1_000_000, cached_tokens=600_000, reasoning_tokens=250_000))
+    fake_openai.push(
+        Reply(prompt_tokens=1_000_000, completion_tokens=1_000_000, cached_tokens=600_000, reasoning_tokens=250_000)
+    )
     prices = {"fake-root": Price(input_per_mtok=1.0, output_per_mtok=4.0, cached_input_per_mtok=0.1)}
     budget = Budget()
     response = complete_within_budget(client_for(fake_openai, prices=prices), budget, MESSAGES)
@@ -347,8 +372,10 @@ def test_cached_and_reasoning_tokens_are_counted_and_priced(fake_openai: FakeOpe
 
 
 def test_maintained_prices_charge_cached_input_less(fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.push(Reply(prompt_tokens=1_000_000, completion_tokens=0),
-                     Reply(prompt_tokens=1_000_000, completion_tokens=0, cached_tokens=1_000_000))
+    fake_openai.push(
+        Reply(prompt_tokens=1_000_000, completion_tokens=0),
+        Reply(prompt_tokens=1_000_000, completion_tokens=0, cached_tokens=1_000_000),
+    )
     client = client_for(fake_openai, model="gpt-4o-mini")
     full, cached = client.complete(MESSAGES), client.complete(MESSAGES)
     assert full.cost_usd == pytest.approx(0.15)
@@ -372,18 +399,27 @@ def test_sixteen_concurrent_large_sub_calls_cannot_pass_max_cost(fake_openai: Fa
     def respond(body: dict) -> Reply:
         if is_root(body):
             if turn_of(body) == 0:
-                return Reply.text(repl(
-                    "answers = llm_query_batched(['data ' * 1000 + str(i) for i in range(16)])\n"
-                    "print(sum(a.startswith('[error') for a in answers), 'refused')"
-                ))
+                return Reply.text(
+                    repl(
+                        "answers = llm_query_batched(['data ' * 1000 + str(i) for i in range(16)])\n"
+                        "print(sum(a.startswith('[error') for a in answers), 'refused')"
+                    )
+                )
             return Reply.text("FINAL(done)")
         return Reply.text("long answer " * 2000, delay_s=0.2)  # the server stops it at the cap
 
     fake_openai.set_responder(respond)
-    prices = {"fake-root": Price(input_per_mtok=1.0, output_per_mtok=2.0), "fake-sub": Price(input_per_mtok=1.0, output_per_mtok=2.0)}
+    prices = {
+        "fake-root": Price(input_per_mtok=1.0, output_per_mtok=2.0),
+        "fake-sub": Price(input_per_mtok=1.0, output_per_mtok=2.0),
+    }
     client = OpenAIClient("fake-root", base_url=fake_openai.base_url, api_key="k", prices=prices)
     rlm = RLM(
-        model="fake-root", sub_model="fake-sub", client=client, sandbox=False, log_dir=tmp_path,
+        model="fake-root",
+        sub_model="fake-sub",
+        client=client,
+        sandbox=False,
+        log_dir=tmp_path,
         limits=Limits(max_cost_usd=0.02, max_output_tokens=2000, max_concurrency=16),
     )
     result = rlm.completion("ctx", "q")
@@ -428,7 +464,9 @@ def test_the_cap_shrinks_to_what_the_budget_has_left(fake_openai: FakeOpenAIServ
 def test_a_call_whose_worst_case_cannot_fit_is_refused_before_sending(fake_openai: FakeOpenAIServer) -> None:
     budget = Budget(Limits(max_tokens=200))
     with pytest.raises(BudgetExceededError, match="max_tokens=200"):
-        complete_within_budget(client_for(fake_openai), budget, [{"role": "user", "content": "a" * 600}], max_output_tokens=8192)
+        complete_within_budget(
+            client_for(fake_openai), budget, [{"role": "user", "content": "a" * 600}], max_output_tokens=8192
+        )
     assert fake_openai.request_count == 0 and budget.calls_reserved == 0
 
 
@@ -439,7 +477,9 @@ def test_conversation_records_even_the_latest_turn_when_nothing_else_fits() -> N
     messages, cap, compaction = conversation.prepare()
     assert compaction is not None and compaction.turns_compacted == 1
     assert [m["role"] for m in messages] == ["system", "user"]
-    assert "turn 1: ran code `x = 1" in messages[1]["content"] and "still in the Python session" in messages[1]["content"]
+    assert (
+        "turn 1: ran code `x = 1" in messages[1]["content"] and "still in the Python session" in messages[1]["content"]
+    )
     assert estimate_messages_tokens(messages) + cap <= 850
     conversation.add_reply("FINAL(1)")  # the next turn continues from the record
     assert conversation.messages[-1] == {"role": "assistant", "content": "FINAL(1)"}
@@ -489,8 +529,12 @@ def test_a_window_revealed_by_a_cut_reply_then_guards_llm_query(tmp_path: Path) 
             return Reply.text(repl("try:\n    llm_query('w ' * 6000)\nexcept Exception as e:\n    print('REFUSED', e)"))
         return Reply.text("FINAL(done)")
 
-    with FakeOpenAIServer(respond, context_window=1500, window_error="llama-cpp-python",
-                          models={"object": "list", "data": [{"id": "fake-root", "object": "model"}]}) as server:
+    with FakeOpenAIServer(
+        respond,
+        context_window=1500,
+        window_error="llama-cpp-python",
+        models={"object": "list", "data": [{"id": "fake-root", "object": "model"}]},
+    ) as server:
         result = make_rlm(server, tmp_path).completion("ctx", "q")
         assert result.stop_reason == "final", result.error
         assert all(is_root(r.body) for r in server.requests), "the sub-call was refused before it was sent"
@@ -516,5 +560,5 @@ def test_learning_the_window_from_an_error_keeps_the_calibration() -> None:
     window = raw + 100  # the raw estimate of system + task alone would leave no room for a reply
     compaction = conversation.recover(window)
     assert compaction is not None and compaction.window == window
-    messages, cap, _ = conversation.prepare()
+    _messages, cap, _ = conversation.prepare()
     assert cap >= 256 and conversation.estimated_tokens() + cap <= window

@@ -13,8 +13,8 @@ import pytest
 
 from rlm_sandbox import DockerSandbox, Limits, SandboxConfig
 from rlm_sandbox.errors import SandboxStartError
-from rlm_sandbox.sandbox.local import IsolationWarning, LocalSandbox
 from rlm_sandbox.rlm import RLM
+from rlm_sandbox.sandbox.local import IsolationWarning, LocalSandbox
 from rlm_sandbox.trajectory import read_trajectory
 from tests.fakes.fake_openai import FakeOpenAIServer, Reply
 from tests.reliability.test_host_process import containers_of, wait_for

@@ -77,8 +77,12 @@ def real_trajectory(tmp_path_factory) -> Path:
     path = Path(result.trajectory_path)
     # Event types other engineers add (tool calls, compaction...) must show up too.
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"type": "compaction", "t": 0.5, "node": 0, "iteration": 2, "dropped_messages": 7}) + "\n")
-        handle.write(json.dumps({"type": "tool_call", "t": 0.6, "node": 0, "name": "web_search", "duration_s": 0.1}) + "\n")
+        handle.write(
+            json.dumps({"type": "compaction", "t": 0.5, "node": 0, "iteration": 2, "dropped_messages": 7}) + "\n"
+        )
+        handle.write(
+            json.dumps({"type": "tool_call", "t": 0.6, "node": 0, "name": "web_search", "duration_s": 0.1}) + "\n"
+        )
     return path
 
 
@@ -137,7 +141,10 @@ def test_a_large_trajectory_draws_lazily_and_completely(browser, tmp_path):
     opened = run_chromium(page, fragment=f"#event={index}").dom
     assert re.search(rf'<div class="card exec[^"]*flash[^"]*" data-event="{index}"', opened)
     child = events[index]["node"]
-    assert re.search(rf'<details class="node depth-1" data-event="\d+" open="">\s*<summary><span class="node-summary"><span class="node-name">node {child}<', opened)
+    assert re.search(
+        rf'<details class="node depth-1" data-event="\d+" open="">\s*<summary><span class="node-summary"><span class="node-name">node {child}<',
+        opened,
+    )
 
 
 # ------------------------------------------------------------------ hostile content
@@ -251,7 +258,7 @@ def test_the_page_loads_nothing_and_allows_only_its_own_script():
     assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+'(;|$)", csp)
     # The data block is inert text; outside it, no external resource of any kind.
     start = page.index('<script type="application/json"')
-    outside = page[:start] + page[page.index("</script>", start):]
+    outside = page[:start] + page[page.index("</script>", start) :]
     block = page[start : page.index("</script>", start)]
     assert "<" not in block[block.index(">") + 1 :]  # the hostile data holds plenty of "<"
     assert not re.search(r"\b(src|href)=", outside)

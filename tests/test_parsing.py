@@ -15,7 +15,7 @@ def test_repl_and_python_blocks_in_order() -> None:
 
 
 def test_other_languages_and_bare_fences_are_not_code() -> None:
-    text = "```json\n{\"a\": 1}\n```\n```\nplain\n```\n```bash\nls\n```\n```repl\nok()\n```"
+    text = '```json\n{"a": 1}\n```\n```\nplain\n```\n```bash\nls\n```\n```repl\nok()\n```'
     assert find_code_blocks(text) == ["ok()"]
 
 
@@ -54,14 +54,14 @@ def test_empty_block_and_no_blocks() -> None:
         ("   FINAL( spaced out )", "spaced out"),
         ("FINAL(f(x) = (a+b))", "f(x) = (a+b)"),
         ("FINAL(The answer is 7 (seven)). Thanks!", "The answer is 7 (seven)"),
-        ("FINAL(\"a ) inside quotes\")", "a ) inside quotes"),
+        ('FINAL("a ) inside quotes")', "a ) inside quotes"),
         ("FINAL(it's ')' and \"(\" (both))", "it's ')' and \"(\" (both)"),
         ("FINAL(the author's answer (final))", "the author's answer (final)"),
         ("FINAL(line one\nline two (cont.)\nline three)", "line one\nline two (cont.)\nline three"),
         ("FINAL(unbalanced (never closed)", "unbalanced (never closed"),
         ("FINAL(sad :( face)", "sad :( face"),
         ("FINAL('single quoted')", "single quoted"),
-        ("FINAL(\"\"\"triple (quoted)\"\"\")", "triple (quoted)"),
+        ('FINAL("""triple (quoted)""")', "triple (quoted)"),
         ("FINAL('a', 'b')", "'a', 'b'"),
     ],
 )
@@ -74,7 +74,7 @@ def test_final_value(text: str, expected: str) -> None:
     [
         ("FINAL_VAR(result)", "result"),
         ("FINAL_VAR( result )", "result"),
-        ("FINAL_VAR(\"result\")", "result"),
+        ('FINAL_VAR("result")', "result"),
         ("FINAL_VAR('answer_text')", "answer_text"),
         ("Stored it.\r\n  FINAL_VAR(summary)\r\n", "summary"),
     ],

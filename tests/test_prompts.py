@@ -79,9 +79,22 @@ def test_context_info_rejects_a_long_preview() -> None:
 def test_system_prompt_explains_the_environment() -> None:
     info = describe_context("hello world " * 100)
     prompt = system_prompt(info, depth=0, max_depth=1, max_iterations=7)
-    for needle in ["`context`", "llm_query(prompt, model=None)", "llm_query_batched(prompts, model=None)",
-                   "rlm_query", "rlm_query_batched", "SHOW_VARS()", "print", "FINAL(", "FINAL_VAR(", "```repl",
-                   "20,000 characters", "7 turns", "1,200 characters", "concurrently"]:
+    for needle in [
+        "`context`",
+        "llm_query(prompt, model=None)",
+        "llm_query_batched(prompts, model=None)",
+        "rlm_query",
+        "rlm_query_batched",
+        "SHOW_VARS()",
+        "print",
+        "FINAL(",
+        "FINAL_VAR(",
+        "```repl",
+        "20,000 characters",
+        "7 turns",
+        "1,200 characters",
+        "concurrently",
+    ]:
         assert needle in prompt, needle
     assert "hello world" in prompt  # the preview
     assert "behave exactly like `llm_query`" in prompt  # max_depth=1: no nested REPL

@@ -98,9 +98,16 @@ def test_fuzz_decoder_raises_only_protocol_errors(chunks):
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
-            ["type", "id", "exec_id", "prompts", "model", "recursive", "version", "stdout", "final", "x"]
-        ), inner, max_size=6),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["type", "id", "exec_id", "prompts", "model", "recursive", "version", "stdout", "final", "x"]
+                ),
+                inner,
+                max_size=6,
+            )
+        ),
         max_leaves=20,
     )
 )
@@ -119,7 +126,13 @@ def test_images_per_prompt_are_capped_by_the_frame_schema():
 
     def request(count: int) -> bytes:
         return json.dumps(
-            {"type": "llm_request", "id": 1, "exec_id": 1, "prompts": ["p"], "images": [["data:image/png;base64,"] * count]}
+            {
+                "type": "llm_request",
+                "id": 1,
+                "exec_id": 1,
+                "prompts": ["p"],
+                "images": [["data:image/png;base64,"] * count],
+            }
         ).encode()
 
     assert decode_sandbox_message(request(MAX_IMAGES_PER_PROMPT)).images is not None

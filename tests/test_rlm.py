@@ -118,7 +118,7 @@ def test_depth_trees_start_one_container_per_node(fake_openai, docker_client, ma
     assert containers_created_since(docker_client, since) == expected_containers
     # At the last level rlm_query is a plain call: the leaves are answered by the sub model.
     leaf_calls = [r for r in fake_openai.requests if not is_root(r.body)]
-    assert len(leaf_calls) == 2 ** max_depth
+    assert len(leaf_calls) == 2**max_depth
     assert all(r.model == "fake-sub" for r in leaf_calls)
 
 
@@ -156,7 +156,10 @@ def test_max_tokens_stops_with_budget(fake_openai):
 
 def test_max_cost_stops_with_budget(fake_openai):
     fake_openai.set_responder(lambda body: Reply.text(looping_root(body), prompt_tokens=1000, completion_tokens=1000))
-    prices = {"fake-root": Price(input_per_mtok=1000, output_per_mtok=1000), "fake-sub": Price(input_per_mtok=1000, output_per_mtok=1000)}
+    prices = {
+        "fake-root": Price(input_per_mtok=1000, output_per_mtok=1000),
+        "fake-sub": Price(input_per_mtok=1000, output_per_mtok=1000),
+    }
     client = OpenAIClient("fake-root", base_url=fake_openai.base_url, api_key="k", prices=prices)
     rlm = RLM(model="fake-root", sub_model="fake-sub", sandbox=False, client=client, limits=Limits(max_cost_usd=5.0))
     result = rlm.completion("ctx", "q")
@@ -199,7 +202,9 @@ def test_llm_timeout_is_enforced(fake_openai):
 def test_concurrent_batch_cannot_overshoot_max_llm_calls(fake_openai):
     def root(body):
         if turn_of(body) == 0:
-            return repl("answers = llm_query_batched([str(i) for i in range(50)])\nprint(sum(a.startswith('[error') for a in answers))")
+            return repl(
+                "answers = llm_query_batched([str(i) for i in range(50)])\nprint(sum(a.startswith('[error') for a in answers))"
+            )
         return "FINAL(done)"
 
     fake_openai.set_responder(program(root, sub=lambda body: (time.sleep(0.05), "x")[1]))
@@ -215,7 +220,9 @@ def test_concurrent_batch_cannot_overshoot_max_llm_calls(fake_openai):
 def test_batched_calls_run_concurrently(fake_openai):
     def root(body):
         if turn_of(body) == 0:
-            return repl("import time\nt = time.time()\nout = llm_query_batched([str(i) for i in range(16)])\nprint(round(time.time() - t, 2))")
+            return repl(
+                "import time\nt = time.time()\nout = llm_query_batched([str(i) for i in range(16)])\nprint(round(time.time() - t, 2))"
+            )
         return "FINAL(" + last_user_message(body).splitlines()[1] + ")"
 
     fake_openai.set_responder(lambda body: Reply.text(root(body)) if is_root(body) else Reply(content="x", delay_s=0.5))

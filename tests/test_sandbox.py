@@ -149,9 +149,7 @@ def test_handler_error_surfaces_as_python_exception_in_sandbox(sandbox_kind):
         raise RuntimeError("upstream model is down")
 
     with make_sandbox(sandbox_kind, llm_handler=failing_handler) as sandbox:
-        result = sandbox.execute(
-            "try:\n    llm_query('q')\nexcept LLMQueryError as exc:\n    print('caught:', exc)"
-        )
+        result = sandbox.execute("try:\n    llm_query('q')\nexcept LLMQueryError as exc:\n    print('caught:', exc)")
         assert result.stdout == "caught: RuntimeError: upstream model is down\n"
         uncaught = sandbox.execute("llm_query('q')")
         assert uncaught.error_type == "LLMQueryError"

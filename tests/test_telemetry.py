@@ -10,15 +10,15 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="needs the otel extra (in dev)")
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
-from rlm_sandbox import RLM, Limits  # noqa: E402
-from rlm_sandbox.telemetry import OpenTelemetryListener  # noqa: E402
+from rlm_sandbox import RLM, Limits
+from rlm_sandbox.telemetry import OpenTelemetryListener
 
-from .fakes.fake_openai import FakeOpenAIServer, Reply  # noqa: E402
+from .fakes.fake_openai import FakeOpenAIServer, Reply
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_a_depth_two_run_is_one_span_tree_mirroring_the_nodes(fake_openai):
         assert grandparent.attributes["rlm.depth"] == span.attributes["rlm.depth"] - 1
 
     # Every node's own steps hang from it: its model turns, its code and its llm_query.
-    for node_id, node in nodes.items():
+    for node in nodes.values():
         children = [span for span in spans if span.parent is not None and span.parent.span_id == node.context.span_id]
         names = sorted(span.name for span in children)
         turns = [span for span in children if span.name == "chat fake-root"]
@@ -134,7 +134,9 @@ def test_a_depth_two_run_is_one_span_tree_mirroring_the_nodes(fake_openai):
 def test_exec_spans_carry_no_output_unless_asked(fake_openai):
     _, spans = traced_run(fake_openai, max_depth=1)
     execs = [span for span in spans if span.name == "rlm.exec"]
-    assert execs and not any("rlm.exec.stdout" in span.attributes or "rlm.exec.code" in span.attributes for span in execs)
+    assert execs and not any(
+        "rlm.exec.stdout" in span.attributes or "rlm.exec.code" in span.attributes for span in execs
+    )
     assert not any("gen_ai.completion" in span.attributes for span in spans)
 
     _, spans = traced_run(fake_openai, include_content=True, max_depth=1)
@@ -147,9 +149,7 @@ def test_failed_code_is_an_error_span_with_the_exception_type_only(fake_openai):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    fake_openai.push(
-        Reply.text("```repl\nraise ValueError('secret-data-123')\n```"), Reply.text("FINAL(ok)")
-    )
+    fake_openai.push(Reply.text("```repl\nraise ValueError('secret-data-123')\n```"), Reply.text("FINAL(ok)"))
     rlm = RLM(model="m", base_url=fake_openai.base_url, api_key="k", sandbox=False,
               listeners=[OpenTelemetryListener(provider)])  # fmt: skip
     assert rlm.completion("ctx", "q").stop_reason == "final"
@@ -187,7 +187,7 @@ def test_one_listener_keeps_concurrent_completions_apart(fake_openai):
 class _Receiver(BaseHTTPRequestHandler):
     received: list[tuple[str, str, bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         type(self).received.append((self.path, self.headers.get("Content-Type", ""), body))
         self.send_response(200)
@@ -195,7 +195,7 @@ class _Receiver(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass
 
 

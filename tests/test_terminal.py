@@ -18,9 +18,7 @@ from rlm_sandbox.terminal import SafeConsole, visible
 
 # Window title, clear screen, clipboard write (OSC 52), 8-bit CSI / OSC / ST, DEL, DCS,
 # a right-to-left override, backspace, lone surrogate.
-HOSTILE = (
-    "A\x1b]0;PWNED-TITLE\x07B\x1b[2JC\x1b]52;c;UFdORUQ=\x07D\x9b31mE\x9d0;x\x9cF\x7fG\x1bP1$qq\x1b\\H\u202eI\x08J\ud800K\r"
-)
+HOSTILE = "A\x1b]0;PWNED-TITLE\x07B\x1b[2JC\x1b]52;c;UFdORUQ=\x07D\x9b31mE\x9d0;x\x9cF\x7fG\x1bP1$qq\x1b\\H\u202eI\x08J\ud800K\r"
 FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # What rich itself writes: SGR colours and, for live displays, cursor and line controls.
 RICH_OWN = re.compile(r"\x1b\[[0-9;?]*[mKAGhlBCD]")
@@ -46,7 +44,9 @@ def test_visible_never_leaves_a_control_character_and_is_idempotent(text):
 
 def _render(console_class, renderable) -> str:
     buffer = io.StringIO()
-    console_class(file=buffer, force_terminal=True, color_system="truecolor", width=200, highlight=False).print(renderable)
+    console_class(file=buffer, force_terminal=True, color_system="truecolor", width=200, highlight=False).print(
+        renderable
+    )
     return buffer.getvalue()
 
 

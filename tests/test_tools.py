@@ -85,11 +85,7 @@ def test_tools_at_depth_0_and_2_respect_the_grants(fake_openai):
         if turn_of(body) == 0:
             if level < 2:
                 return Reply.text(repl("print(rlm_query('go deeper'))"))
-            code = (
-                "r = add(40, b=2)\n"
-                "try:\n    secret()\nexcept NameError:\n    r = f'{r} no-secret'\n"
-                "print(r)"
-            )
+            code = "r = add(40, b=2)\ntry:\n    secret()\nexcept NameError:\n    r = f'{r} no-secret'\nprint(r)"
             return Reply.text(repl(code))
         if level == 0:
             return Reply.text(repl("print(secret(), add(1))"))

@@ -11,7 +11,7 @@ import socket
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,12 @@ def write_junit(
         suites[record.get("suite") or "tasks"].append(record)
     root = ET.Element("testsuites", name=name)
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     suite_items = list(suites.items()) + ([("not run", [])] if unfinished else [])
     for suite_name, records in suite_items:
-        suite = ET.SubElement(root, "testsuite", name=_clip(suite_name, 500), timestamp=stamp, hostname=socket.gethostname())
+        suite = ET.SubElement(
+            root, "testsuite", name=_clip(suite_name, 500), timestamp=stamp, hostname=socket.gethostname()
+        )
         if properties:
             props = ET.SubElement(suite, "properties")
             for key, value in properties.items():
@@ -74,7 +76,9 @@ def write_junit(
                     f"expected {_clip(expected, 200)!s}, got {_clip(answer, 200)!s} "
                     f"(score {float(record.get('score', 0.0)):.3f}, stop reason {record.get('stop_reason')})"
                 )
-                failure = ET.SubElement(case, "failure", message=_clip(message, 1000), type=_clip(record.get("stop_reason"), 100))
+                failure = ET.SubElement(
+                    case, "failure", message=_clip(message, 1000), type=_clip(record.get("stop_reason"), 100)
+                )
                 detail = record.get("score_detail")
                 failure.text = _clip(
                     f"query: {record.get('query')}\nexpected: {expected}\nanswer: {answer}"
@@ -88,7 +92,9 @@ def write_junit(
             )
         if suite_name == "not run":
             for task_id in unfinished:
-                case = ET.SubElement(suite, "testcase", classname="rlm_sandbox.eval.not_run", name=_clip(task_id, 500), time="0")
+                case = ET.SubElement(
+                    suite, "testcase", classname="rlm_sandbox.eval.not_run", name=_clip(task_id, 500), time="0"
+                )
                 ET.SubElement(case, "skipped", message="not run: the eval was interrupted")
                 counts["tests"] += 1
                 counts["skipped"] += 1

@@ -8,10 +8,49 @@ from pydantic import BaseModel
 
 NIAH_QUERY = "What is the magic number hidden in the context? Answer with the number only."
 
-_SYLLABLES = (
-    "ka lo mi ra te su vo ne pa di gu zo fi be ta re no sa ko mu li da ve po ri "
-    "shi ton gar mel vin dra kel sor pim lut wex bor qua zen hal fro"
-).split()
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ra",
+    "te",
+    "su",
+    "vo",
+    "ne",
+    "pa",
+    "di",
+    "gu",
+    "zo",
+    "fi",
+    "be",
+    "ta",
+    "re",
+    "no",
+    "sa",
+    "ko",
+    "mu",
+    "li",
+    "da",
+    "ve",
+    "po",
+    "ri",
+    "shi",
+    "ton",
+    "gar",
+    "mel",
+    "vin",
+    "dra",
+    "kel",
+    "sor",
+    "pim",
+    "lut",
+    "wex",
+    "bor",
+    "qua",
+    "zen",
+    "hal",
+    "fro",
+]
 
 
 class Haystack(BaseModel):
@@ -25,7 +64,9 @@ def _vocabulary(rng: random.Random, size: int = 2000) -> list[str]:
     return ["".join(rng.choices(_SYLLABLES, k=rng.randint(1, 3))) for _ in range(size)]
 
 
-def make_haystack(lines: int = 1_000_000, *, seed: int | None = None, words_per_line: tuple[int, int] = (4, 10)) -> Haystack:
+def make_haystack(
+    lines: int = 1_000_000, *, seed: int | None = None, words_per_line: tuple[int, int] = (4, 10)
+) -> Haystack:
     """`lines` lines of random words with one line stating a random 7-digit magic number.
 
     Lines are drawn from a pool of distinct random lines, which keeps a million-line

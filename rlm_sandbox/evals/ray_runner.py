@@ -35,9 +35,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise EvalError(
-            "--ray needs Ray on this machine and on every node: pip install 'rlm-sandbox[ray]'"
-        ) from None
+        raise EvalError("--ray needs Ray on this machine and on every node: pip install 'rlm-sandbox[ray]'") from None
     return ray
 
 

@@ -164,7 +164,9 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
         for (fingerprint, _), record in latest_results(read_results(path)).items():
             groups[fingerprint].append(record)
         if not groups:
-            raise EvalError(f"{path}: no results", "give the --out file of an eval run; `rlm-sandbox view` shows trajectories")
+            raise EvalError(
+                f"{path}: no results", "give the --out file of an eval run; `rlm-sandbox view` shows trajectories"
+            )
         for fingerprint, records in groups.items():
             config = records[0].get("config", {})
             label = f"{config.get('model')}"
@@ -175,8 +177,10 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     # Then by whatever else differs between the runs' set-ups (a limit, the endpoint).
     flat = [_flatten(run.records[0].get("config") or {}) for run in runs]
     shown = {"model", "sub_model", "max_depth", "limits.max_depth"}
-    differing = sorted({key for config in flat for key in config if key not in shown and len({repr(c.get(key)) for c in flat}) > 1})
-    for run, config in zip(runs, flat):
+    differing = sorted(
+        {key for config in flat for key in config if key not in shown and len({repr(c.get(key)) for c in flat}) > 1}
+    )
+    for run, config in zip(runs, flat, strict=True):
         extra = ", ".join(f"{key.removeprefix('limits.')}={config.get(key)}" for key in differing)
         if extra:
             run.label = f"{run.label}, {extra}"
@@ -211,11 +215,18 @@ def failures(records: Sequence[dict[str, Any]], limit: int = 20) -> list[str]:
             why = f"error: {first[:300]}"
         else:
             answer = record.get("answer")
-            why = f"expected {str(record.get('expected'))[:100]!r}, got {str(answer)[:100]!r}" if answer is not None else "no answer"
+            why = (
+                f"expected {str(record.get('expected'))[:100]!r}, got {str(answer)[:100]!r}"
+                if answer is not None
+                else "no answer"
+            )
             why += f" (stop reason {record.get('stop_reason')})"
         lines.append(f"{record.get('id')}: {why}")
     if len(lines) > limit:
-        lines = lines[:limit] + [f"... and {len(lines) - limit} more (every one is in the results file and the JUnit report)"]
+        lines = [
+            *lines[:limit],
+            f"... and {len(lines) - limit} more (every one is in the results file and the JUnit report)",
+        ]
     return lines
 
 
@@ -301,7 +312,7 @@ def plot_runs(runs: Sequence[Run], path: str | Path) -> Path:
 
     for axis, ylabel in ((accuracy_axis, "accuracy"), (cost_axis, "cost per task (USD)")):
         axis.set_xscale("log", base=2)
-        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_size(int(round(value))) if value >= 1 else ""))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_size(round(value)) if value >= 1 else ""))
         axis.set_xlabel("context size (tokens)")
         axis.set_ylabel(ylabel)
         axis.grid(True, alpha=0.3)

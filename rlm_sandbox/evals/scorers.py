@@ -33,7 +33,7 @@ def default_scorer(expected: Any) -> ScorerSpec:
 
 
 _SPACE = re.compile(r"\s+")
-_WRAPPERS = "\"'`“”‘’*"
+_WRAPPERS = "\"'`“”‘’*"  # noqa: RUF001 - typographic quotes are what it strips
 
 
 def normalize(text: Any) -> str:

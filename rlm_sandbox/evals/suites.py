@@ -92,14 +92,66 @@ def _words(rng: random.Random, vocabulary: list[str], low: int, high: int) -> st
 
 # ------------------------------------------------------------------ niah
 
-_ADJECTIVES = (
-    "amber azure bitter brave calm crimson dusty eager faint fierce gentle gilded hollow icy jolly "
-    "keen lucky misty noble olive pale quiet rapid rusty silent sly tawny velvet wild young"
-).split()
-_NOUNS = (
-    "anchor badger beacon cedar comet falcon ferret garnet harbor heron jackal lantern lynx maple "
-    "meadow otter pebble quartz raven saddle salmon sparrow thistle tiger walrus willow"
-).split()
+_ADJECTIVES = [
+    "amber",
+    "azure",
+    "bitter",
+    "brave",
+    "calm",
+    "crimson",
+    "dusty",
+    "eager",
+    "faint",
+    "fierce",
+    "gentle",
+    "gilded",
+    "hollow",
+    "icy",
+    "jolly",
+    "keen",
+    "lucky",
+    "misty",
+    "noble",
+    "olive",
+    "pale",
+    "quiet",
+    "rapid",
+    "rusty",
+    "silent",
+    "sly",
+    "tawny",
+    "velvet",
+    "wild",
+    "young",
+]
+_NOUNS = [
+    "anchor",
+    "badger",
+    "beacon",
+    "cedar",
+    "comet",
+    "falcon",
+    "ferret",
+    "garnet",
+    "harbor",
+    "heron",
+    "jackal",
+    "lantern",
+    "lynx",
+    "maple",
+    "meadow",
+    "otter",
+    "pebble",
+    "quartz",
+    "raven",
+    "saddle",
+    "salmon",
+    "sparrow",
+    "thistle",
+    "tiger",
+    "walrus",
+    "willow",
+]
 _NIAH_DISTRACTORS = 3
 _BATCH_LINES = 10_000
 
@@ -109,7 +161,10 @@ def _niah_needles(ref: GeneratorRef) -> tuple[str, str, list[tuple[float, str]]]
     rng = _rng(ref, "spec")
     keys = rng.sample([f"{a}-{n}" for a in _ADJECTIVES for n in _NOUNS], 1 + _NIAH_DISTRACTORS)
     numbers = rng.sample(range(1_000_000, 10_000_000), len(keys))
-    needles = [(rng.random(), f"One of the special magic numbers for {key} is: {number}.") for key, number in zip(keys, numbers)]
+    needles = [
+        (rng.random(), f"One of the special magic numbers for {key} is: {number}.")
+        for key, number in zip(keys, numbers, strict=True)
+    ]
     return keys[0], str(numbers[0]), sorted(needles)
 
 
@@ -177,7 +232,7 @@ def _aggregation_records(ref: GeneratorRef) -> list[_Record]:
     users = [rng.randrange(1, 2000) for _ in range(count)]
     return [
         _Record(date=datetime.date.fromordinal(_START_DAY + day).isoformat(), user=user, label=label)
-        for day, user, label in zip(days, users, labels)
+        for day, user, label in zip(days, users, labels, strict=True)
     ]
 
 
@@ -251,7 +306,7 @@ def _pairs_members(ref: GeneratorRef) -> list[_Member]:
     rng.shuffle(statuses)
     return [
         _Member(id=member_id, city=rng.choice(PAIRS_CITIES), team=rng.choice(PAIRS_TEAMS), status=status)
-        for member_id, status in zip(ids, statuses)
+        for member_id, status in zip(ids, statuses, strict=True)
     ]
 
 
@@ -262,9 +317,7 @@ def _pairs_spec(ref: GeneratorRef) -> TaskSpec:
     for member in members:
         if member.status == "active":
             groups[getattr(member, attribute)].append(member.id)
-    pairs = sorted(
-        [a, b] for ids in groups.values() for a, b in itertools.combinations(sorted(ids), 2)
-    )
+    pairs = sorted([a, b] for ids in groups.values() for a, b in itertools.combinations(sorted(ids), 2))
     return TaskSpec(
         query=(
             f"List every pair of record ids where both records have status 'active' and the same {attribute}. "
@@ -304,7 +357,9 @@ class _Suite:
 
 SUITES: dict[str, _Suite] = {
     "niah": _Suite(_niah_spec, _niah_chunks, "needle in a haystack of random filler, with distractor needles"),
-    "aggregation": _Suite(_aggregation_spec, _aggregation_chunks, "count / most frequent / timeline over labelled records"),
+    "aggregation": _Suite(
+        _aggregation_spec, _aggregation_chunks, "count / most frequent / timeline over labelled records"
+    ),
     "pairs": _Suite(_pairs_spec, _pairs_chunks, "every pair of ids meeting a condition, scored by F1"),
 }
 

@@ -232,7 +232,9 @@ class Task(BaseModel):
         if exists:
             return path
         if must_exist:
-            raise EvalError(f"task {self.id}: context file {str(path)!r} does not exist", "fix the path in context_path")
+            raise EvalError(
+                f"task {self.id}: context file {str(path)!r} does not exist", "fix the path in context_path"
+            )
         return None
 
 

@@ -145,7 +145,9 @@ class ContextRoots:
             try:
                 return json.loads(text)
             except ValueError as exc:
-                raise PathNotAllowedError(f"context_path {path!r}: a .json file that is not valid JSON ({exc})") from exc
+                raise PathNotAllowedError(
+                    f"context_path {path!r}: a .json file that is not valid JSON ({exc})"
+                ) from exc
         return text
 
     def _outside(self, path: str) -> str:
@@ -343,14 +345,30 @@ def add_mcp_command(commands: argparse._SubParsersAction) -> None:
     maxima = mcp.add_argument_group("maxima (a caller may ask for less, never more)")
     maxima.add_argument("--max-depth", type=int, default=1, help="1: llm_query only; N: rlm_query nests N-1 levels")
     maxima.add_argument("--max-iterations", type=int, default=20, help="root-model turns per RLM node")
-    maxima.add_argument("--max-llm-calls", type=int, default=None, help="model calls per rlm_complete call (default: unlimited)")
-    maxima.add_argument("--max-tokens", type=int, default=None, help="input + output tokens per rlm_complete call, a total (default: unlimited)")
-    maxima.add_argument("--max-cost", type=float, default=None, metavar="USD", help="dollars per rlm_complete call (default: unlimited)")
+    maxima.add_argument(
+        "--max-llm-calls", type=int, default=None, help="model calls per rlm_complete call (default: unlimited)"
+    )
+    maxima.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="input + output tokens per rlm_complete call, a total (default: unlimited)",
+    )
+    maxima.add_argument(
+        "--max-cost", type=float, default=None, metavar="USD", help="dollars per rlm_complete call (default: unlimited)"
+    )
     maxima.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help="wall clock of one call (default: %(default)s)")  # fmt: skip
     maxima.add_argument("--exec-timeout", type=float, default=60, metavar="S", help="per code block")
-    maxima.add_argument("--max-context-bytes", type=int, default=DEFAULT_MAX_CONTEXT_BYTES, help="largest context a caller may hand over")
-    mcp.add_argument("--runtime", choices=("runc", "runsc"), default="runc", help="container runtime: runc, or runsc for gVisor")
+    maxima.add_argument(
+        "--max-context-bytes",
+        type=int,
+        default=DEFAULT_MAX_CONTEXT_BYTES,
+        help="largest context a caller may hand over",
+    )
+    mcp.add_argument(
+        "--runtime", choices=("runc", "runsc"), default="runc", help="container runtime: runc, or runsc for gVisor"
+    )
     mcp.add_argument("--log-dir", default=None, help="write each run's trajectory as JSONL here")
     mcp.set_defaults(handler=run_mcp_command)
 

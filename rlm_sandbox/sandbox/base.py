@@ -21,23 +21,23 @@ from pydantic import BaseModel
 
 from ..errors import (
     BudgetExceededError,
-    ToolError,
     ProtocolError,
     SandboxClosedError,
     SandboxDiedError,
     SandboxError,
     SandboxStartError,
+    ToolError,
 )
 from .config import SandboxConfig
 from .hostcalls import HostCalls, HostRequest
 from .protocol import (
     PROTOCOL_VERSION,
     AsciiText,
+    Context,
     ContextLoaded,
     ExecDone,
     FrameDecoder,
     LLMRequest,
-    Context,
     Ready,
     ToolRequest,
     context_stream,
@@ -178,14 +178,14 @@ class Sandbox(ABC):
 
     # ------------------------------------------------------------- lifecycle
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self._closed:
             raise SandboxClosedError("this sandbox was closed; create a new one")
         if self._transport is None:
             self._start_process()
         return self
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -269,9 +269,7 @@ class Sandbox(ABC):
         try:
             message = self._read_message(time.monotonic() + self._within_deadline(self.config.start_timeout_s))
             if message is None:
-                raise SandboxStartError(
-                    f"the sandbox did not report ready within {self.config.start_timeout_s:g} s"
-                )
+                raise SandboxStartError(f"the sandbox did not report ready within {self.config.start_timeout_s:g} s")
             if not isinstance(message, Ready):
                 raise ProtocolError(f"expected a ready frame first, got {message.type!r}")
             if message.version != PROTOCOL_VERSION:
@@ -349,7 +347,7 @@ class Sandbox(ABC):
 
     # ------------------------------------------------------------- context
 
-    def size_for(self, context: object) -> "Sandbox":
+    def size_for(self, context: object) -> Sandbox:
         """Size the sandbox for `context` before it starts, so no container is made twice.
 
         Encodes the context once (load_context() of the same object reuses it) and
@@ -468,8 +466,7 @@ class Sandbox(ABC):
             detail = f"\n{done.error}" if done.error else ""
             result.timed_out = True
             result.error = (
-                f"TimeoutError: the code ran longer than {timeout:g} s and was interrupted "
-                f"(variables are kept){detail}"
+                f"TimeoutError: the code ran longer than {timeout:g} s and was interrupted (variables are kept){detail}"
             )
             result.error_type = "TimeoutError"
         return result
@@ -516,9 +513,7 @@ class Sandbox(ABC):
                 return message, interrupted
             if isinstance(message, (LLMRequest, ToolRequest)):
                 if message.exec_id != exec_id:
-                    raise ProtocolError(
-                        f"{message.type} for exec {message.exec_id}, but exec {exec_id} is running"
-                    )
+                    raise ProtocolError(f"{message.type} for exec {message.exec_id}, but exec {exec_id} is running")
                 if interrupted:
                     calls.refuse(message, "the exec timed out; no more host calls")
                 else:
@@ -550,9 +545,7 @@ class Sandbox(ABC):
             else:
                 texts = handler(prompts, request.model)
             if not isinstance(texts, list) or len(texts) != len(request.prompts):
-                raise TypeError(
-                    f"the llm handler returned {type(texts).__name__} for {len(request.prompts)} prompts"
-                )
+                raise TypeError(f"the llm handler returned {type(texts).__name__} for {len(request.prompts)} prompts")
             return llm_result_frame(request.id, texts=[str(text) for text in texts])
         except BudgetExceededError as exc:
             return llm_result_frame(request.id, error=str(exc), error_type="BudgetExceededError")

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
 import docker
@@ -64,7 +64,7 @@ T = TypeVar("T")
 _DAEMON_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 
-@lru_cache(maxsize=None)
+@cache
 def docker_client(docker_host: str | None = None) -> docker.DockerClient:
     """One client per daemon for the whole process (the SDK's client is thread-safe)."""
     try:
@@ -120,9 +120,9 @@ def reap_stale_containers(client: docker.DockerClient, *, include_live: bool = F
     """
     removed = []
     for summary in client.api.containers(all=True, filters={"label": LABEL}):
-        if include_live or not _owner_is_alive(summary.get("Labels") or {}):
-            if _remove_container(client, summary["Id"]):
-                removed.append(summary["Id"])
+        owned_by_the_living = not include_live and _owner_is_alive(summary.get("Labels") or {})
+        if not owned_by_the_living and _remove_container(client, summary["Id"]):
+            removed.append(summary["Id"])
     return removed
 
 
@@ -247,13 +247,13 @@ class DockerSandbox(Sandbox):
         def run() -> None:
             try:
                 outcome["value"] = operation(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            except BaseException as exc:
                 outcome["error"] = exc
             done.set()
             if abandoned.is_set() and on_late is not None and "value" in outcome:
                 try:
                     on_late(outcome["value"])
-                except Exception:  # noqa: BLE001 - a best-effort cleanup on a daemon thread
+                except Exception:
                     log.debug("cleanup after a late Docker answer failed", exc_info=True)
 
         threading.Thread(target=run, name="rlm-sandbox-docker-call", daemon=True).start()
@@ -340,8 +340,7 @@ class DockerSandbox(Sandbox):
         except _DAEMON_UNREACHABLE as exc:
             self._terminate()
             raise DockerUnavailableError(
-                f"the Docker daemon did not answer while starting a sandbox ({exc}). Is it running? "
-                "Try `docker info`."
+                f"the Docker daemon did not answer while starting a sandbox ({exc}). Is it running? Try `docker info`."
             ) from None
 
     def _launch_container(self) -> Transport:
@@ -440,7 +439,7 @@ class DockerSandbox(Sandbox):
             try:
                 while removal.is_alive() and time.monotonic() < until and attach.receive(0.05) != b"":
                     pass
-            except Exception:  # noqa: BLE001 - a broken channel only ends the draining
+            except Exception:
                 pass
             attach.close()
         _close_quietly(stream)

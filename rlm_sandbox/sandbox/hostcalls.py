@@ -154,7 +154,7 @@ class HostCalls:
             try:
                 try:
                     frame = self._answer(request)
-                except Exception as exc:  # noqa: BLE001 - the asking thread must get an answer
+                except Exception as exc:
                     log.exception("host call handler failed")
                     frame = error_frame(request, f"the host failed to answer: {type(exc).__name__}")
                 self._send(frame)

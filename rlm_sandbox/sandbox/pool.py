@@ -118,7 +118,7 @@ class SandboxPool:
         for sandbox in leftovers:
             sandbox.close()
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

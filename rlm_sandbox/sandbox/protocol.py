@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
@@ -113,13 +113,11 @@ class ExecDone(_Frame):
     """`final` is JSON text: FINAL() was given a dict, list or number."""
 
 
-SandboxMessage = Annotated[
-    Union[Ready, LLMRequest, ToolRequest, ContextLoaded, ExecDone], Field(discriminator="type")
-]
+SandboxMessage = Annotated[Ready | LLMRequest | ToolRequest | ContextLoaded | ExecDone, Field(discriminator="type")]
 _sandbox_message = TypeAdapter(SandboxMessage)
 
 
-HostCallRequest = Union[LLMRequest, ToolRequest]
+HostCallRequest = LLMRequest | ToolRequest
 
 
 def decode_sandbox_message(
@@ -134,8 +132,7 @@ def decode_sandbox_message(
         first = exc.errors(include_url=False)[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
         raise ProtocolError(
-            f"invalid frame from sandbox ({where}: {first.get('msg', exc.title)}); "
-            f"starts with {bytes(body[:80])!r}"
+            f"invalid frame from sandbox ({where}: {first.get('msg', exc.title)}); starts with {bytes(body[:80])!r}"
         ) from None
 
 
@@ -308,9 +305,7 @@ class FrameDecoder:
         while available - offset >= 4:
             (length,) = HEADER.unpack_from(buffer, offset)
             if length > self.max_frame_bytes:
-                raise ProtocolError(
-                    f"sandbox announced a {length}-byte frame; the cap is {self.max_frame_bytes} bytes"
-                )
+                raise ProtocolError(f"sandbox announced a {length}-byte frame; the cap is {self.max_frame_bytes} bytes")
             if available - offset - 4 < length:
                 break
             frames.append(bytes(buffer[offset + 4 : offset + 4 + length]))

@@ -73,7 +73,7 @@ class AttachSocketTransport(_TransportBase):
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             _, writable, _ = select.select([], [self._sock], [], remaining)
             if not writable:
-                raise socket.timeout("the sandbox stopped reading its input")
+                raise TimeoutError("the sandbox stopped reading its input")
             try:
                 view = view[self._sock.send(view) :]
             except _NOT_READY:

@@ -44,8 +44,21 @@ def junit_counts(path) -> dict[str, int]:
 
 def test_built_in_suites_with_the_scripted_model_then_report(tmp_path, sandbox_image):
     done = cli(
-        "eval", "--suite", "niah,aggregation,pairs", "--n", "2", "--size", "4k",
-        "--out", "r1.jsonl", "--junit", "j.xml", "--fail-under", "1.0", "--demo", cwd=tmp_path,
+        "eval",
+        "--suite",
+        "niah,aggregation,pairs",
+        "--n",
+        "2",
+        "--size",
+        "4k",
+        "--out",
+        "r1.jsonl",
+        "--junit",
+        "j.xml",
+        "--fail-under",
+        "1.0",
+        "--demo",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "no model: scripted demo" in done.stderr
@@ -54,7 +67,22 @@ def test_built_in_suites_with_the_scripted_model_then_report(tmp_path, sandbox_i
     suites = {s.get("name") for s in ET.parse(tmp_path / "j.xml").getroot().findall("testsuite")}
     assert suites == {"niah", "aggregation", "pairs"}
 
-    deeper = cli("eval", "--suite", "niah", "--n", "2", "--size", "4k,16k", "--max-depth", "2", "--out", "r2.jsonl", "--json", "--demo", cwd=tmp_path)
+    deeper = cli(
+        "eval",
+        "--suite",
+        "niah",
+        "--n",
+        "2",
+        "--size",
+        "4k,16k",
+        "--max-depth",
+        "2",
+        "--out",
+        "r2.jsonl",
+        "--json",
+        "--demo",
+        cwd=tmp_path,
+    )
     assert deeper.returncode == 0, deeper.stderr
     summary = json.loads(deeper.stdout)
     assert (summary["accuracy"], summary["tasks"], summary["max_depth"]) == (1.0, 4, 2)
@@ -86,7 +114,18 @@ def test_junit_and_fail_under_against_an_openai_compatible_server(tmp_path, sand
     ]
     write_jsonl(tmp_path / "tasks.jsonl", rows)
     with FakeOpenAIServer(respond) as server:
-        args = ("eval", "tasks.jsonl", "--base-url", server.base_url, "--model", "local-model", "--out", "r.jsonl", "--junit", "j.xml")
+        args = (
+            "eval",
+            "tasks.jsonl",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "local-model",
+            "--out",
+            "r.jsonl",
+            "--junit",
+            "j.xml",
+        )
         errors = cli(*args, "--fail-under", "0.1", cwd=tmp_path)
         assert errors.returncode == 3, errors.stderr
         assert "1 task(s) ended in an error" in errors.stderr and "Traceback" not in errors.stderr
@@ -131,18 +170,31 @@ def test_ctrl_c_mid_suite_loses_nothing_and_the_same_command_resumes(tmp_path, d
 
     # Two at a time: t0 and t1 finish, then t2 and t3 start (only once t0, t1 are written) and hang.
     rows = [
-        needle_task(f"t{i}", 1_000_000 + i, query=f"What is the magic number? (task {i}{' (slow)' if i in (2, 3) else ''})")
+        needle_task(
+            f"t{i}", 1_000_000 + i, query=f"What is the magic number? (task {i}{' (slow)' if i in (2, 3) else ''})"
+        )
         for i in range(6)
     ]
     write_jsonl(tmp_path / "tasks.jsonl", rows)
     with FakeOpenAIServer(respond) as server:
-        args = ("eval", "tasks.jsonl", "--base-url", server.base_url, "--out", "r.jsonl", "--concurrency", "2", "--junit", "j.xml")
+        args = (
+            "eval",
+            "tasks.jsonl",
+            "--base-url",
+            server.base_url,
+            "--out",
+            "r.jsonl",
+            "--concurrency",
+            "2",
+            "--junit",
+            "j.xml",
+        )
         process = cli_popen(*args, cwd=tmp_path)
         try:
             assert both_slow_running.wait(120), "the slow tasks never started"
             interrupted_at = time.monotonic()
             process.send_signal(signal.SIGINT)
-            stdout, stderr = process.communicate(timeout=90)
+            _stdout, stderr = process.communicate(timeout=90)
         finally:
             if process.poll() is None:
                 process.kill()
@@ -189,7 +241,20 @@ def test_usage_errors(tmp_path, args, code, message):
 
 
 def test_write_tasks_makes_a_file_the_eval_can_run(tmp_path):
-    done = cli("eval", "--suite", "pairs", "--n", "3", "--size", "2k", "--seed", "4", "--write-tasks", "pairs.jsonl", cwd=tmp_path)
+    done = cli(
+        "eval",
+        "--suite",
+        "pairs",
+        "--n",
+        "3",
+        "--size",
+        "2k",
+        "--seed",
+        "4",
+        "--write-tasks",
+        "pairs.jsonl",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert [line["id"] for line in lines] == ["pairs-2K-s4-000", "pairs-2K-s4-001", "pairs-2K-s4-002"]

@@ -24,7 +24,19 @@ from rlm_sandbox.evals.results import read_results
 
 from ..conftest import _unavailable
 from ..fakes.fake_openai import FakeOpenAIServer, Reply
-from .helpers import cli, cli_env, cli_popen, is_root, needle_task, question_of, repl, scripted, turn_of, wait_until_no_containers, write_jsonl
+from .helpers import (
+    cli,
+    cli_env,
+    cli_popen,
+    is_root,
+    needle_task,
+    question_of,
+    repl,
+    scripted,
+    turn_of,
+    wait_until_no_containers,
+    write_jsonl,
+)
 
 
 def _free_port() -> int:
@@ -58,8 +70,15 @@ def ray_cluster():
     started = time.monotonic()
     head = subprocess.Popen(
         [
-            str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-            "--include-dashboard=false", f"--temp-dir={temp_dir}", "--object-store-memory=100000000",
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+            "--object-store-memory=100000000",
             "--disable-usage-stats",
         ],
         stdout=subprocess.PIPE,
@@ -108,8 +127,12 @@ def test_eval_on_a_ray_cluster_by_address_then_resume(ray_cluster, tmp_path, doc
     (tmp_path / "notes.txt").write_text("alpha\nThe magic number is 7654321.\nomega\n")
     rows = [
         {"id": "from-a-file", "context": "notes.txt", "query": "What is the magic number?", "expected": "7654321"},
-        {"id": "niah", "generator": {"suite": "niah", "seed": 3, "index": 0, "size": 16384},
-         "query": "placeholder", "expected": "x"},
+        {
+            "id": "niah",
+            "generator": {"suite": "niah", "seed": 3, "index": 0, "size": 16384},
+            "query": "placeholder",
+            "expected": "x",
+        },
         needle_task("inline", 1212121),
     ]
     # The generated task's query and answer, as the suite makes them:
@@ -119,7 +142,17 @@ def test_eval_on_a_ray_cluster_by_address_then_resume(ray_cluster, tmp_path, doc
     rows[1].update(query=generated.query, expected=generated.expected)
     write_jsonl(tmp_path / "tasks.jsonl", rows)
     with FakeOpenAIServer(scripted) as server:
-        args = ("eval", "tasks.jsonl", "--base-url", server.base_url, "--out", "r.jsonl", "--concurrency", "2", f"--ray={ray_cluster.address}")
+        args = (
+            "eval",
+            "tasks.jsonl",
+            "--base-url",
+            server.base_url,
+            "--out",
+            "r.jsonl",
+            "--concurrency",
+            "2",
+            f"--ray={ray_cluster.address}",
+        )
         process = cli_popen(*args, cwd=tmp_path, env=ray_cluster.env)
         stdout, stderr = process.communicate(timeout=240)
         assert process.returncode == 0, stderr
@@ -152,7 +185,17 @@ def test_ctrl_c_on_the_ray_driver_cancels_the_running_tasks(ray_cluster, tmp_pat
     write_jsonl(tmp_path / "tasks.jsonl", rows)
     with FakeOpenAIServer(respond) as server:
         # One at a time: "fast" is written before "slow" starts.
-        args = ("eval", "tasks.jsonl", "--base-url", server.base_url, "--out", "r.jsonl", "--concurrency", "1", f"--ray={ray_cluster.address}")
+        args = (
+            "eval",
+            "tasks.jsonl",
+            "--base-url",
+            server.base_url,
+            "--out",
+            "r.jsonl",
+            "--concurrency",
+            "1",
+            f"--ray={ray_cluster.address}",
+        )
         process = cli_popen(*args, cwd=tmp_path, env=ray_cluster.env)
         try:
             assert slow_running.wait(120), "the slow task never started"

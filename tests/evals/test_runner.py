@@ -151,8 +151,20 @@ def test_each_scorer_through_the_runner(server, tmp_path):
     rows = [
         {"id": "exact", "context": "c", "query": "exact?", "expected": "paris"},
         {"id": "contains", "context": "c", "query": "contains?", "expected": "Ann Lee", "scorer": "contains"},
-        {"id": "numeric", "context": "c", "query": "numeric?", "expected": 42, "scorer": {"name": "numeric", "tolerance": 0.5}},
-        {"id": "f1", "context": "c", "query": "f1?", "expected": [["a", "b"], ["d", "c"]], "scorer": {"name": "f1", "threshold": 0.75}},
+        {
+            "id": "numeric",
+            "context": "c",
+            "query": "numeric?",
+            "expected": 42,
+            "scorer": {"name": "numeric", "tolerance": 0.5},
+        },
+        {
+            "id": "f1",
+            "context": "c",
+            "query": "f1?",
+            "expected": [["a", "b"], ["d", "c"]],
+            "scorer": {"name": "f1", "threshold": 0.75},
+        },
         {"id": "wrong", "context": "c", "query": "wrong?", "expected": "Paris"},
     ]
     tasks = load_tasks(write_jsonl(tmp_path / "tasks.jsonl", rows))
@@ -194,7 +206,9 @@ def test_a_failing_task_never_stops_the_suite(server, tmp_path):
     assert not by_id["no-file"]["correct"] and not by_id["refused"]["correct"]
 
 
-def test_a_task_whose_sandbox_is_killed_is_recorded_and_the_suite_goes_on(server, tmp_path, docker_client, sandbox_image):
+def test_a_task_whose_sandbox_is_killed_is_recorded_and_the_suite_goes_on(
+    server, tmp_path, docker_client, sandbox_image
+):
     """The container of one task is killed from outside while the task runs."""
     killed: list[str] = []
 
@@ -213,10 +227,17 @@ def test_a_task_whose_sandbox_is_killed_is_recorded_and_the_suite_goes_on(server
         return Reply.text("FINAL(lost my sandbox)")
 
     server.set_responder(respond)
-    rows = [needle_task("before", 4444444), {"id": "killed", "context": "c", "query": "Which container am I in?", "expected": "x"}, needle_task("after", 5555555)]
+    rows = [
+        needle_task("before", 4444444),
+        {"id": "killed", "context": "c", "query": "Which container am I in?", "expected": "x"},
+        needle_task("after", 5555555),
+    ]
     out = tmp_path / "results.jsonl"
     outcome = run_eval(
-        load_tasks(write_jsonl(tmp_path / "t.jsonl", rows)), config_for(server, sandbox="docker"), out=out, concurrency=1
+        load_tasks(write_jsonl(tmp_path / "t.jsonl", rows)),
+        config_for(server, sandbox="docker"),
+        out=out,
+        concurrency=1,
     )
     assert len(killed) == 1
     by_id = {r["id"]: r for r in read_results(out)}
@@ -241,8 +262,25 @@ def test_results_lines_are_plain_json(server, tmp_path):
     out = tmp_path / "r.jsonl"
     run_eval(needles(1), config_for(server), out=out)
     record = json.loads(out.read_text().splitlines()[0])
-    for field in ("id", "task_fingerprint", "fingerprint", "config", "answer", "expected", "score", "correct", "stop_reason", "usage",
-                  "elapsed_s", "error", "context_chars", "context_tokens", "sub_calls", "worker", "finished_at"):
+    for field in (
+        "id",
+        "task_fingerprint",
+        "fingerprint",
+        "config",
+        "answer",
+        "expected",
+        "score",
+        "correct",
+        "stop_reason",
+        "usage",
+        "elapsed_s",
+        "error",
+        "context_chars",
+        "context_tokens",
+        "sub_calls",
+        "worker",
+        "finished_at",
+    ):
         assert field in record
     assert record["config"]["limits"]["max_depth"] == record["config"]["max_depth"] == 1
 
@@ -259,7 +297,10 @@ def test_a_changed_task_is_run_again_not_resumed(server, tmp_path):
 
 def test_a_changed_context_or_endpoint_is_run_again_and_said(server, tmp_path):
     (tmp_path / "doc.txt").write_text("The magic number is 1234567.")
-    tasks_file = write_jsonl(tmp_path / "t.jsonl", [{"id": "f", "context": "doc.txt", "query": "What is the magic number?", "expected": "1234567"}])
+    tasks_file = write_jsonl(
+        tmp_path / "t.jsonl",
+        [{"id": "f", "context": "doc.txt", "query": "What is the magic number?", "expected": "1234567"}],
+    )
     out = tmp_path / "r.jsonl"
     assert run_eval(load_tasks(tasks_file), config_for(server), out=out).ran == 1
     assert run_eval(load_tasks(tasks_file), config_for(server), out=out).resumed == 1

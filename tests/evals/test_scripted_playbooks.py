@@ -10,8 +10,8 @@ import pytest
 from rlm_sandbox import RLM
 from rlm_sandbox.evals.scorers import score_answer
 from rlm_sandbox.evals.suites import generate_suite
-from rlm_sandbox.scripted import ScriptedDemoModel
 from rlm_sandbox.sandbox.local import IsolationWarning
+from rlm_sandbox.scripted import ScriptedDemoModel
 
 DEMO = ScriptedDemoModel()
 
@@ -61,5 +61,7 @@ def test_deterministic_and_safe_from_many_threads():
     queries = [task.query for name in ("niah", "aggregation", "pairs") for task in generate_suite(name, 3, [1024])]
     expected = [DEMO.complete(root(q, turns=t)).text for q in queries for t in range(3)]
     with ThreadPoolExecutor(8) as pool:
-        again = list(pool.map(lambda args: DEMO.complete(root(*args)).text, [(q, t) for q in queries for t in range(3)]))
+        again = list(
+            pool.map(lambda args: DEMO.complete(root(*args)).text, [(q, t) for q in queries for t in range(3)])
+        )
     assert again == expected

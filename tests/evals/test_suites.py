@@ -44,7 +44,14 @@ def test_contexts_have_about_the_size_asked_for(name, size):
 
 
 def test_sizes_parse_like_ruler():
-    assert [parse_size(s) for s in ("4096", "8k", "128K", "1M", "10m", "1.5k")] == [4096, 8192, 131072, 1048576, 10485760, 1536]
+    assert [parse_size(s) for s in ("4096", "8k", "128K", "1M", "10m", "1.5k")] == [
+        4096,
+        8192,
+        131072,
+        1048576,
+        10485760,
+        1536,
+    ]
     assert [format_size(n) for n in (8192, 1048576, 1000)] == ["8K", "1M", "1000"]
     with pytest.raises(EvalError):
         parse_size("big")

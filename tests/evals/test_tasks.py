@@ -87,9 +87,15 @@ def test_a_task_fingerprint_follows_its_context_content(tmp_path):
         ("{not json", r"t.jsonl:2: not JSON"),
         ('["a list"]', r"t.jsonl:2: a task is a JSON object"),
         ('{"id": "b", "query": "q", "expected": "x"}', r"t.jsonl:2: .*exactly one of context"),
-        ('{"id": "b", "context": "c", "query": "q", "expected": "x", "scorrer": "exact"}', r"t.jsonl:2: scorrer: Extra"),
+        (
+            '{"id": "b", "context": "c", "query": "q", "expected": "x", "scorrer": "exact"}',
+            r"t.jsonl:2: scorrer: Extra",
+        ),
         ('{"id": "b", "context": "c", "query": "q", "expected": "x", "scorer": "fuzzy"}', r"t.jsonl:2: scorer.name"),
-        ('{"id": "a", "context": "c", "query": "q", "expected": "x"}', r"t.jsonl:2: task id 'a' is already used on line 1"),
+        (
+            '{"id": "a", "context": "c", "query": "q", "expected": "x"}',
+            r"t.jsonl:2: task id 'a' is already used on line 1",
+        ),
     ],
 )
 def test_bad_lines_are_reported_with_their_line_number(tmp_path, line, message):

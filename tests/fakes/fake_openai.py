@@ -47,31 +47,46 @@ WindowError = Literal["openai", "vllm", "llamacpp", "llama-cpp-python"]
 def _window_error_body(kind: WindowError, window: int, prompt: int, completion: int) -> dict[str, Any]:
     """The body each server really sends (HTTP 400) for a request that does not fit."""
     if kind == "openai":
-        return {"error": {
-            "message": f"This model's maximum context length is {window} tokens. However, your messages resulted "
-            f"in {prompt + completion} tokens. Please reduce the length of the messages.",
-            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
-        }}
+        return {
+            "error": {
+                "message": f"This model's maximum context length is {window} tokens. However, your messages resulted "
+                f"in {prompt + completion} tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
     if kind == "vllm":  # vLLM's OpenAI server: a top-level error object
         return {
             "object": "error",
             "message": f"This model's maximum context length is {window} tokens. However, you requested "
             f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
             "Please reduce the length of the messages or completion.",
-            "type": "BadRequestError", "param": None, "code": 400,
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
         }
     if kind == "llamacpp":  # llama.cpp's own llama-server
-        return {"error": {
-            "code": 400, "message": "the request exceeds the available context size, try increasing it",
-            "type": "exceed_context_size_error", "n_prompt_tokens": prompt, "n_ctx": window,
-        }}
+        return {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": prompt,
+                "n_ctx": window,
+            }
+        }
     # llama-cpp-python's server (llama_cpp/server/errors.py, chat completions)
-    return {"error": {
-        "message": f"This model's maximum context length is {window} tokens. However, you requested "
-        f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
-        "Please reduce the length of the messages or completion.",
-        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
-    }}
+    return {
+        "error": {
+            "message": f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+            "Please reduce the length of the messages or completion.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
 
 
 WINDOW_ERRORS: tuple[WindowError, ...] = ("openai", "vllm", "llamacpp", "llama-cpp-python")
@@ -272,8 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
         refusal = self._refuse(body or {})
         if refusal is not None:
             # Recorded like any request: a real server counted it too (and it cost a round trip).
-            record = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                     received_at, Reply(status=400))
+            record = RecordedRequest(
+                self.path, {k.lower(): v for k, v in self.headers.items()}, body, received_at, Reply(status=400)
+            )
             with state.lock:
                 state.requests.append(record)
             self._record = record
@@ -341,11 +357,15 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         for name in ("max_tokens", "max_completion_tokens"):
             if name in body and name not in state.cap_params:
-                return {"error": {
-                    "message": f"Unsupported parameter: '{name}' is not supported with this model. Use "
-                    f"'{next(iter(state.cap_params - {name}), 'max_tokens')}' instead.",
-                    "type": "invalid_request_error", "param": name, "code": "unsupported_parameter",
-                }}
+                return {
+                    "error": {
+                        "message": f"Unsupported parameter: '{name}' is not supported with this model. Use "
+                        f"'{next(iter(state.cap_params - {name}), 'max_tokens')}' instead.",
+                        "type": "invalid_request_error",
+                        "param": name,
+                        "code": "unsupported_parameter",
+                    }
+                }
         window = state.context_window
         if window is None:
             return None

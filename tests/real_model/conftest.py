@@ -126,7 +126,9 @@ def real_model_server() -> Iterator[RealModelServer]:
             if process.poll() is not None:
                 pytest.fail(f"the llama.cpp server exited with {process.returncode}:\n{server.log_tail()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"the llama.cpp server did not list {MODEL_ALIAS} within {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}")
+                pytest.fail(
+                    f"the llama.cpp server did not list {MODEL_ALIAS} within {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}"
+                )
             time.sleep(0.5)
         yield server
     finally:
@@ -146,12 +148,14 @@ def real_model_server() -> Iterator[RealModelServer]:
 RUNS: list[dict[str, Any]] = []
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 - pytest's hook signature
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not RUNS:
         return
     write = terminalreporter.write_line
     terminalreporter.section("real model runs (SmolLM2-135M, llama.cpp, n_ctx 2048)")
-    write(f"{'run':<34} {'stop':<15} {'turns':>5} {'calls':>5} {'in':>7} {'out':>6} {'max req':>7} {'ctx errs':>8} {'compact':>7} {'wall s':>7}")
+    write(
+        f"{'run':<34} {'stop':<15} {'turns':>5} {'calls':>5} {'in':>7} {'out':>6} {'max req':>7} {'ctx errs':>8} {'compact':>7} {'wall s':>7}"
+    )
     for run in RUNS:
         write(
             f"{run['name'][:34]:<34} {run['stop_reason']:<15} {run['iterations']:>5} {run['calls']:>5} "

@@ -44,6 +44,7 @@ CASES: dict[str, tuple[Any, str]] = {
 # server's context-length error.
 WINDOW_GIVEN = {"short-text", "needle-in-120k-chars"}
 
+
 def _limits(case: str, n_ctx: int) -> Limits:
     """Small, so the whole set takes minutes on 2 cores whatever the model writes."""
     extra: dict[str, Any] = {"max_output_tokens": 384}

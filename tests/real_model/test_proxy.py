@@ -11,7 +11,6 @@ import openai
 import pytest
 
 from ..fakes.fake_openai import FakeOpenAIServer, Reply
-
 from .proxy import RecordingProxy
 
 
@@ -22,7 +21,9 @@ def test_the_proxy_records_the_servers_usage_and_passes_answers_through_unchange
     ]
     with FakeOpenAIServer(replies=replies) as fake, RecordingProxy(fake.base_url.removesuffix("/v1")) as proxy:
         client = openai.OpenAI(base_url=proxy.base_url, api_key="k", max_retries=0)
-        texts = [client.chat.completions.create(model="m", messages=[{"role": "user", "content": q}]) for q in ("a", "b")]
+        texts = [
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": q}]) for q in ("a", "b")
+        ]
         assert [t.choices[0].message.content for t in texts] == ["first", "second"]
         assert [t.usage.prompt_tokens for t in texts] == [11, 17]
         chat = proxy.chat_exchanges()

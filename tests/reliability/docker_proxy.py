@@ -29,7 +29,7 @@ class DockerSocketProxy:
     def url(self) -> str:
         return f"unix://{self.path}"
 
-    def start(self) -> "DockerSocketProxy":
+    def start(self) -> DockerSocketProxy:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.path)
         listener.listen(256)

@@ -123,8 +123,13 @@ def test_completion_goes_on_in_a_fresh_sandbox_after_a_fault(fault, runtime, doc
 
     killer = None
     with FakeOpenAIServer(respond) as server:
-        rlm = RLM(model="fake", base_url=server.base_url, api_key="k", sandbox=SandboxConfig(runtime=runtime),
-                  limits=Limits(timeout_s=120, exec_timeout_s=60))
+        rlm = RLM(
+            model="fake",
+            base_url=server.base_url,
+            api_key="k",
+            sandbox=SandboxConfig(runtime=runtime),
+            limits=Limits(timeout_s=120, exec_timeout_s=60),
+        )
         if fault == "outside kill":
             since = time.time()
 

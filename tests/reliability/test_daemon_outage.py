@@ -37,7 +37,9 @@ def proxy(tmp_path, sandbox_image):
 
 
 def ours(docker_client) -> list[str]:
-    return [c["Id"] for c in docker_client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})]
+    return [
+        c["Id"] for c in docker_client.api.containers(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})
+    ]
 
 
 def wait_until_none_of(docker_client, ids: set[str], timeout: float = 30) -> dict[str, str]:
@@ -53,7 +55,7 @@ def wait_until_none_of(docker_client, ids: set[str], timeout: float = 30) -> dic
         try:
             state = docker_client.api.inspect_container(container_id)["State"]
             states[container_id[:12]] = f"{state['Status']} (pid {state.get('Pid')}, exit {state.get('ExitCode')})"
-        except Exception as exc:  # noqa: BLE001 - diagnostics only
+        except Exception as exc:
             states[container_id[:12]] = repr(exc)
     return states
 
@@ -66,7 +68,7 @@ def own_containers(docker_client):
     for container_id in set(ours(docker_client)) - before:
         try:
             docker_client.api.remove_container(container_id, force=True)
-        except Exception:  # noqa: BLE001 - already going
+        except Exception:
             pass
 
 
@@ -88,8 +90,13 @@ def test_outage_mid_run_then_a_new_sandbox_on_the_next_completion(proxy, docker_
 
     config = SandboxConfig(docker_host=proxy.url, exec_timeout_s=60)
     with FakeOpenAIServer(respond) as server:
-        rlm = RLM(model="fake", base_url=server.base_url, api_key="k", sandbox=config,
-                  limits=Limits(timeout_s=DEADLINE_S, exec_timeout_s=60))
+        rlm = RLM(
+            model="fake",
+            base_url=server.base_url,
+            api_key="k",
+            sandbox=config,
+            limits=Limits(timeout_s=DEADLINE_S, exec_timeout_s=60),
+        )
         before = set(ours(docker_client))
 
         # 1. The daemon goes away while code runs.

@@ -90,8 +90,13 @@ def test_a_healthy_daemon_past_the_deadline_is_a_timeout_not_a_daemon_error(sand
     is not waited for, and the run ends as a timeout (the daemon did nothing wrong)."""
     code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
     with FakeOpenAIServer(lambda body: Reply.text(f"```repl\n{code}\n```")) as server:
-        rlm = RLM(model="fake", base_url=server.base_url, api_key="k", sandbox=True,
-                  limits=Limits(timeout_s=4, exec_timeout_s=60))
+        rlm = RLM(
+            model="fake",
+            base_url=server.base_url,
+            api_key="k",
+            sandbox=True,
+            limits=Limits(timeout_s=4, exec_timeout_s=60),
+        )
         started = time.monotonic()
         result = rlm.completion("ctx", "q")
     assert time.monotonic() - started < 4 + SLACK_S

@@ -89,8 +89,12 @@ def test_kill_9_of_the_orchestrator_leaves_nothing_for_long(reaper, runtime, doc
         host = start_orchestrator(server.base_url, runtime, docker_client)
         containers = {c["Id"] for c in containers_of(docker_client, host.pid)}
         assert len(containers) == 3
-        stuck = {c["Id"] for c in containers_of(docker_client, host.pid) if c["Labels"].get(LABEL_STARTED, "") >
-                 min(d["Labels"].get(LABEL_STARTED, "") for d in containers_of(docker_client, host.pid))}
+        stuck = {
+            c["Id"]
+            for c in containers_of(docker_client, host.pid)
+            if c["Labels"].get(LABEL_STARTED, "")
+            > min(d["Labels"].get(LABEL_STARTED, "") for d in containers_of(docker_client, host.pid))
+        }
         assert len(stuck) == 2, "the two child sandboxes"
         left = lambda: {c["Id"] for c in containers_of(docker_client, host.pid)}  # noqa: E731
         try:
@@ -109,9 +113,14 @@ def test_kill_9_of_the_orchestrator_leaves_nothing_for_long(reaper, runtime, doc
                 assert all(container_id[:12] in out for container_id in present), out
             else:
                 subprocess.run(
-                    [sys.executable, "-c", "from rlm_sandbox import DockerSandbox, SandboxConfig\n"
-                     f"DockerSandbox(SandboxConfig(runtime={runtime!r})).start().close()"],
-                    check=True, timeout=120,
+                    [
+                        sys.executable,
+                        "-c",
+                        "from rlm_sandbox import DockerSandbox, SandboxConfig\n"
+                        f"DockerSandbox(SandboxConfig(runtime={runtime!r})).start().close()",
+                    ],
+                    check=True,
+                    timeout=120,
                 )
             assert wait_for(lambda: not containers_of(docker_client, host.pid), 20)
         finally:
@@ -149,8 +158,22 @@ def test_ctrl_c_stops_the_run_promptly_and_removes_its_containers(mode, wanted, 
     context.write_text("the context")
     with FakeOpenAIServer(ctrl_c_responder(mode)) as server:
         cli = subprocess.Popen(
-            [sys.executable, "-m", "rlm_sandbox.cli", "run", "--context", str(context), "--query", "q",
-             "--base-url", server.base_url, "--runtime", runtime, "--max-depth", "2" if wanted == 3 else "1"],
+            [
+                sys.executable,
+                "-m",
+                "rlm_sandbox.cli",
+                "run",
+                "--context",
+                str(context),
+                "--query",
+                "q",
+                "--base-url",
+                server.base_url,
+                "--runtime",
+                runtime,
+                "--max-depth",
+                "2" if wanted == 3 else "1",
+            ],
             env={**os.environ, "OPENAI_API_KEY": "k"},
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,

@@ -37,10 +37,7 @@ CLEAR_WORDS = {
     "empty choice list": "no choices",
 }
 
-SUB_CODE = (
-    "try:\n    print('OK', llm_query('question'))\n"
-    "except LLMQueryError as exc:\n    print('ERR', exc)\n"
-)
+SUB_CODE = "try:\n    print('OK', llm_query('question'))\nexcept LLMQueryError as exc:\n    print('ERR', exc)\n"
 
 
 def is_root(body: dict) -> bool:
@@ -72,7 +69,9 @@ def test_lm_fault(fault, where, docker_client, sandbox_image):
 
     def respond(body: dict) -> Reply:
         if not is_root(body):
-            return (faulty() if where != "root turn" else None) or Reply.text("sub-answer", prompt_tokens=7, completion_tokens=3)
+            return (faulty() if where != "root turn" else None) or Reply.text(
+                "sub-answer", prompt_tokens=7, completion_tokens=3
+            )
         if where == "root turn" and turn_of(body) == 0:
             reply = faulty()
             if reply is not None:
@@ -85,8 +84,14 @@ def test_lm_fault(fault, where, docker_client, sandbox_image):
     threads_before = threading.active_count()
     containers_before = our_containers(docker_client)
     with FakeOpenAIServer(respond) as server:
-        rlm = RLM(model="fake-root", sub_model="fake-sub", base_url=server.base_url, api_key=KEY, sandbox=True,
-                  limits=Limits(llm_timeout_s=LLM_TIMEOUT_S, timeout_s=120))
+        rlm = RLM(
+            model="fake-root",
+            sub_model="fake-sub",
+            base_url=server.base_url,
+            api_key=KEY,
+            sandbox=True,
+            limits=Limits(llm_timeout_s=LLM_TIMEOUT_S, timeout_s=120),
+        )
         started = time.monotonic()
         result = rlm.completion("ctx", "q")
         took = time.monotonic() - started

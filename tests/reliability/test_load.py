@@ -103,8 +103,10 @@ def test_fifty_completions_at_once(runtime, docker_client, monkeypatch, tmp_path
 
         def run(index: int) -> None:
             try:
-                results[index] = rlm.completion(f"the number of completion {index} is {numbers[index]}", "which number?")
-            except BaseException as exc:  # noqa: BLE001 - reported below
+                results[index] = rlm.completion(
+                    f"the number of completion {index} is {numbers[index]}", "which number?"
+                )
+            except BaseException as exc:
                 errors.append(exc)
 
         started = time.monotonic()
@@ -147,7 +149,9 @@ def test_fifty_completions_at_once(runtime, docker_client, monkeypatch, tmp_path
 
 @pytest.mark.parametrize("count", [2000])
 def test_thousands_of_sequential_execs_keep_host_memory_and_fds_flat(runtime, count, docker_client):
-    with DockerSandbox(SandboxConfig(runtime=runtime), llm_handler=lambda prompts, model: ["ok"] * len(prompts)) as sandbox:
+    with DockerSandbox(
+        SandboxConfig(runtime=runtime), llm_handler=lambda prompts, model: ["ok"] * len(prompts)
+    ) as sandbox:
         sandbox.load_context("x" * 100_000)
         for i in range(200):  # warm-up: caches, pools and allocator arenas reach their working size
             sandbox.execute(f"v = {i}")

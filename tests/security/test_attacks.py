@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from rlm_sandbox.audit import CASES, AuditEnv, AuditSession
-
 from tests.conftest import RUNTIMES, _unavailable, missing_runtime
 
 
@@ -30,25 +29,59 @@ def audit(request):
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_attack_fails(audit, case):
     outcome = audit.run(case)
-    assert outcome.passed, (
-        f"[{audit.runtime}] {case.name}: expected {case.expected}\n  observed: {outcome.observed}"
-    )
+    assert outcome.passed, f"[{audit.runtime}] {case.name}: expected {case.expected}\n  observed: {outcome.observed}"
 
 
 def test_cases_cover_every_required_attack():
     """The issue's list of attacks, by category, each present as a case."""
     names = {case.name for case in CASES}
     required = {
-        "escape": {"docker-and-host-sockets", "host-secrets", "setuid-to-root", "unshare-namespaces", "mount-filesystems",
-                   "ptrace-processes", "load-kernel-modules", "write-root-filesystem", "device-nodes",
-                   "cgroup-release-agent", "breakout-checklist"},
-        "network": {"tcp-out", "udp-out", "dns-lookup", "cloud-metadata", "docker-bridge-gateway",
-                    "host-loopback-services"},
-        "dos": {"fork-bomb", "memory-bomb", "tmpfs-and-shm-fill", "file-size-limit", "output-flood-lines",
-                "output-flood-one-line", "cpu-spin", "sleep-forever", "signals-ignored", "setsid-orphans-and-daemons",
-                "thread-bomb", "deep-recursion-crash", "os-exit-mid-exec"},
-        "channel": {"frame-oversized", "frame-truncated-then-hang", "frame-malformed-json", "frame-non-utf8",
-                    "llm-request-flood", "request-claiming-a-depth", "request-for-another-exec", "non-utf8-bytes"},
+        "escape": {
+            "docker-and-host-sockets",
+            "host-secrets",
+            "setuid-to-root",
+            "unshare-namespaces",
+            "mount-filesystems",
+            "ptrace-processes",
+            "load-kernel-modules",
+            "write-root-filesystem",
+            "device-nodes",
+            "cgroup-release-agent",
+            "breakout-checklist",
+        },
+        "network": {
+            "tcp-out",
+            "udp-out",
+            "dns-lookup",
+            "cloud-metadata",
+            "docker-bridge-gateway",
+            "host-loopback-services",
+        },
+        "dos": {
+            "fork-bomb",
+            "memory-bomb",
+            "tmpfs-and-shm-fill",
+            "file-size-limit",
+            "output-flood-lines",
+            "output-flood-one-line",
+            "cpu-spin",
+            "sleep-forever",
+            "signals-ignored",
+            "setsid-orphans-and-daemons",
+            "thread-bomb",
+            "deep-recursion-crash",
+            "os-exit-mid-exec",
+        },
+        "channel": {
+            "frame-oversized",
+            "frame-truncated-then-hang",
+            "frame-malformed-json",
+            "frame-non-utf8",
+            "llm-request-flood",
+            "request-claiming-a-depth",
+            "request-for-another-exec",
+            "non-utf8-bytes",
+        },
         "injection": {"prompt-injection-api-key"},
     }
     for category, wanted in required.items():

@@ -19,12 +19,25 @@ from rlm_sandbox.cli import build_parser, main
 
 def report(runtime: str, *, miss: bool) -> AuditReport:
     outcomes = [
-        CaseOutcome(name="tcp-out", category="network", expected="no connection", observed="ENETUNREACH", passed=True,
-                    duration_s=0.1),
-        CaseOutcome(name="fork-bomb", category="dos", expected="pids limit", observed="EAGAIN after 40", passed=not miss,
-                    duration_s=0.5),
-        CaseOutcome(name="cleanup", category="cleanup", expected="nothing left", observed="gone", passed=True,
-                    duration_s=0.2),
+        CaseOutcome(
+            name="tcp-out",
+            category="network",
+            expected="no connection",
+            observed="ENETUNREACH",
+            passed=True,
+            duration_s=0.1,
+        ),
+        CaseOutcome(
+            name="fork-bomb",
+            category="dos",
+            expected="pids limit",
+            observed="EAGAIN after 40",
+            passed=not miss,
+            duration_s=0.5,
+        ),
+        CaseOutcome(
+            name="cleanup", category="cleanup", expected="nothing left", observed="gone", passed=True, duration_s=0.2
+        ),
     ]
     return AuditReport(runtime=runtime, outcomes=outcomes, duration_s=1.0)
 

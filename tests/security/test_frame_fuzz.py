@@ -38,8 +38,22 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-FIELDS = ["id", "exec_id", "prompts", "model", "recursive", "version", "stdout", "stderr", "error", "final",
-          "truncated", "kind", "length", "depth"]
+FIELDS = [
+    "id",
+    "exec_id",
+    "prompts",
+    "model",
+    "recursive",
+    "version",
+    "stdout",
+    "stderr",
+    "error",
+    "final",
+    "truncated",
+    "kind",
+    "length",
+    "depth",
+]
 messages = st.builds(
     lambda kind, fields: {"type": kind, **fields},
     st.sampled_from(["ready", "llm_request", "exec_result", "context_loaded", "shutdown", "exec", "root"]),
@@ -96,7 +110,7 @@ class ScriptedSandbox(Sandbox):
     def _launch(self):
         self.launches += 1
         chunks, eof = self._scripts.pop(0) if self._scripts else ([], False)
-        return ScriptedTransport([READY] + chunks, eof)
+        return ScriptedTransport([READY, *chunks], eof)
 
     def _interrupt(self) -> None:
         self.interrupts += 1
@@ -169,7 +183,7 @@ def test_decoder_returns_frames_intact_however_split(bodies, cuts):
     encoded = [json.dumps(m).encode() for m in bodies]
     stream = b"".join(frame(body) for body in encoded)
     decoder, out, offset = FrameDecoder(1 << 20), [], 0
-    for cut in cuts + [len(stream)]:
+    for cut in [*cuts, len(stream)]:
         out += decoder.feed(stream[offset : offset + cut])
         offset += cut
         assert decoder.pending_bytes <= len(stream)

@@ -84,7 +84,11 @@ def test_obedient_model_cannot_reach_the_api_key(runtime, key_from, monkeypatch)
 
     # Positive control: the model did follow the injection and its code ran.
     haul_lines = [
-        line for e in events if e["type"] == "exec" for line in (e.get("stdout") or "").splitlines() if line.startswith("HAUL ")
+        line
+        for e in events
+        if e["type"] == "exec"
+        for line in (e.get("stdout") or "").splitlines()
+        if line.startswith("HAUL ")
     ]
     assert haul_lines, f"the exfiltration code never ran: {result.stop_reason} {result.error}"
     haul = json.loads(haul_lines[0][len("HAUL ") :])
