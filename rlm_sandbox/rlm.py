@@ -181,7 +181,6 @@ class RLM:
         tree = _Tree(self, budget, trajectory)
         if live is not None:
             tree._live, tree.cancelled = live, live.cancelled
-        tree.limits = limits
         if output is not None:
             tree.output = OutputSpec(output)
         trajectory.emit(

@@ -173,15 +173,15 @@ class OpenTelemetryListener:
             span.end(end_time=end)
         run.sub_calls.clear()
         run.nodes.clear()
-        span = run.completion
-        if span is None:
+        completion = run.completion
+        if completion is None:
             return
         if interrupted:
-            span.set_attribute("rlm.stop_reason", "interrupted")
-            span.set_status(Status(StatusCode.ERROR, "interrupted"))
+            completion.set_attribute("rlm.stop_reason", "interrupted")
+            completion.set_status(Status(StatusCode.ERROR, "interrupted"))
         else:
             total = (event.get("usage") or {}).get("total") or {}
-            span.set_attributes(
+            completion.set_attributes(
                 _clean(
                     {
                         "rlm.stop_reason": event.get("stop_reason"),
@@ -195,10 +195,10 @@ class OpenTelemetryListener:
                 )
             )
             if self._include_content:
-                span.set_attribute("rlm.answer", _cut(event.get("answer")) or "")
+                completion.set_attribute("rlm.answer", _cut(event.get("answer")) or "")
             if event.get("error"):
-                span.set_status(Status(StatusCode.ERROR, _error_type(event["error"])))
-        span.end(end_time=end)
+                completion.set_status(Status(StatusCode.ERROR, _error_type(event["error"])))
+        completion.end(end_time=end)
 
     def _start_node(self, run: _Run, event: dict[str, Any]) -> None:
         node = str(event.get("node"))

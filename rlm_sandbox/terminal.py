@@ -74,7 +74,7 @@ def _safe_render_buffer(self: Console, buffer: Iterable[Segment]) -> str:
 class SafeConsole(Console):
     """A rich Console whose rendered text never carries a raw control character."""
 
-    _render_buffer = _safe_render_buffer  # type: ignore[assignment]
+    _render_buffer = _safe_render_buffer
 
 
 class _GuardedStream:

@@ -26,7 +26,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
@@ -250,7 +250,7 @@ class ToolCalls:
                 **where,
             )
 
-    def unknown(self, name: str, available: list[str], **where: Any) -> None:
+    def unknown(self, name: str, available: list[str], **where: Any) -> NoReturn:
         """A call to a tool this node was not granted: counted, logged, refused."""
         error = f"there is no tool named {name!r} here; available: {available or 'none'}"
         try:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import docker.errors
 from docker import DockerClient
@@ -274,7 +274,7 @@ def _trim_rootfs(root: Path) -> None:
         _empty_dir(root, relative)
 
 
-def _tar_chunks(stdout: io.BufferedReader) -> Iterator[bytes]:
+def _tar_chunks(stdout: IO[bytes]) -> Iterator[bytes]:
     while chunk := stdout.read(1 << 20):
         yield chunk
 

@@ -85,7 +85,8 @@ class LocalSandbox(Sandbox):
             process.wait()
             for stream in (process.stdin, process.stdout, process.stderr):
                 try:
-                    stream.close()
+                    if stream is not None:
+                        stream.close()
                 except OSError:
                     pass
         if self._workdir is not None:

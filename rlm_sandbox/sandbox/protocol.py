@@ -121,7 +121,7 @@ HostCallRequest = LLMRequest | ToolRequest
 
 
 def decode_sandbox_message(
-    body: bytes | bytearray | memoryview,
+    body: bytes | bytearray,
 ) -> Ready | LLMRequest | ToolRequest | ContextLoaded | ExecDone:
     """Parse and validate one frame body from the sandbox, or raise ProtocolError."""
     try:
@@ -129,7 +129,8 @@ def decode_sandbox_message(
     except ValidationError as exc:
         # Only the first error and a short excerpt: the body is attacker-controlled
         # and may be megabytes long.
-        first = exc.errors(include_url=False)[0] if exc.errors() else {}
+        errors = exc.errors(include_url=False)
+        first: dict[str, Any] = dict(errors[0]) if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
         raise ProtocolError(
             f"invalid frame from sandbox ({where}: {first.get('msg', exc.title)}); starts with {bytes(body[:80])!r}"

@@ -62,7 +62,7 @@ class AttachSocketTransport(_TransportBase):
         self._sock.setblocking(False)
         self._mux = bytearray()
 
-    def send(self, data: bytes, timeout: float | None = None) -> None:
+    def send(self, data: bytes | memoryview, timeout: float | None = None) -> None:
         # A paused or wedged sandbox stops reading; the timeout turns that into an
         # OSError (socket.timeout) instead of a host thread blocked for ever. The socket
         # stays non-blocking and each direction waits in select(), so answers sent from
@@ -144,6 +144,7 @@ class PipeTransport(_TransportBase):
 
     def __init__(self, process: subprocess.Popen) -> None:
         super().__init__()
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         self._process = process
         self._stdin = process.stdin.fileno()
         # Non-blocking so a send with a timeout can never block inside os.write.
@@ -154,7 +155,7 @@ class PipeTransport(_TransportBase):
         self._selector.register(self._stdout, selectors.EVENT_READ)
         self._selector.register(self._stderr, selectors.EVENT_READ)
 
-    def send(self, data: bytes, timeout: float | None = None) -> None:
+    def send(self, data: bytes | memoryview, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         view = memoryview(data)
         while view:
@@ -203,7 +204,8 @@ class PipeTransport(_TransportBase):
 
     def close_input(self) -> None:
         try:
-            self._process.stdin.close()
+            if self._process.stdin is not None:
+                self._process.stdin.close()
         except OSError:
             pass
 
@@ -212,6 +214,7 @@ class PipeTransport(_TransportBase):
         self._selector.close()
         for stream in (self._process.stdout, self._process.stderr):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
