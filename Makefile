@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install: newer than pyproject.toml means nothing to do.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup demo test host real-model
+.PHONY: setup demo test lint host real-model
 
 # The host's part (python3-venv, a Docker daemon, debootstrap without a registry):
 # installed where it may be (root), else it stops with the exact command to run.
@@ -36,6 +36,12 @@ demo: setup
 # REAL_MODEL=0 skips it (those tests then skip, or fail when CI=true).
 real-model:
 	PYTHON=$(PYTHON) bash scripts/real-model.sh
+
+# Lint, format and types: what CI checks before it runs a single test.
+lint: $(INSTALLED)
+	$(BIN)/ruff check rlm_sandbox tests benchmarks
+	$(BIN)/ruff format --check rlm_sandbox tests benchmarks
+	$(BIN)/mypy
 
 test: setup real-model
 	$(BIN)/python -m pytest -q
