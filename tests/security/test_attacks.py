@@ -1,6 +1,6 @@
 """Every attack case of the audit, as model-written code in a real sandbox, on runc and runsc.
 
-The cases, their code and their checks live in rlm_sandbox/audit.py and nowhere else:
+The cases, their code and their checks live in rlm_sandbox/audit/ and nowhere else:
 `rlm-sandbox audit` runs exactly these, so the tests and the command cannot disagree.
 Each test fails with the case's expectation and what was observed instead.
 """

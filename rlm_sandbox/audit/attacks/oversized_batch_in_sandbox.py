@@ -1,0 +1,1 @@
+llm_query_batched(["x"] * 20000)
