@@ -376,10 +376,14 @@ class SandboxInterpreter:
         cached = self._checked_tools.get(name)
         if cached is not None and cached[0] is fn:
             return cached[1]
-        try:
-            tool: Tool | None = Tool(fn, name="t")
-        except ToolDefinitionError:
-            tool = None
+        tool: Tool | None = None
+        # Named as the tool when our rules allow the name (it shows in messages), else neutrally.
+        for label in (name, "host_tool"):
+            try:
+                tool = Tool(fn, name=label)
+                break
+            except ToolDefinitionError:
+                continue
         self._checked_tools[name] = (fn, tool)
         return tool
 
@@ -539,7 +543,7 @@ def _jsonable_variable(name: str, value: Any) -> Any:
     """A variable as JSON values: pydantic's JSON mode for models, dataclasses, datetimes,
     enums, tuples and sets; CodeInterpreterError for anything else."""
     try:
-        plain = to_jsonable_python(_plain(value))
+        plain = to_jsonable_python(_plain(value, str_keys=True))
     except PydanticSerializationError as exc:
         raise CodeInterpreterError(
             f"variable {name!r} cannot cross into the sandbox ({type(value).__name__}: {exc}); "
@@ -557,8 +561,10 @@ def _jsonable_variable(name: str, value: Any) -> Any:
     return plain
 
 
-def _plain(value: Any) -> Any:
-    """Models, dataclasses and namedtuples as dicts (field names kept), sets sorted where they can be."""
+def _plain(value: Any, *, str_keys: bool = False) -> Any:
+    """Models, dataclasses and namedtuples as dicts (field names kept), sets sorted where they can be.
+
+    `str_keys`: a dict key that is not a str raises (JSON would silently make `1` into `"1"`)."""
     if isinstance(value, BaseModel):
         try:
             return value.model_dump(mode="json")
@@ -569,11 +575,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple) and hasattr(value, "_asdict"):
         return {k: _plain(v) for k, v in value._asdict().items()}
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        if str_keys:
+            for key in value:
+                if not isinstance(key, str):
+                    raise CodeInterpreterError(
+                        f"a dict key {key!r} is a {type(key).__name__}, not a str; JSON would turn it into a str "
+                        "(convert it first, e.g. {str(k): v for k, v in d.items()})"
+                    )
+        return {k: _plain(v, str_keys=str_keys) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, str_keys=str_keys) for v in value]
     if isinstance(value, (set, frozenset)):
-        items = [_plain(v) for v in value]
+        items = [_plain(v, str_keys=str_keys) for v in value]
         try:
             return sorted(items)
         except TypeError:
