@@ -109,6 +109,15 @@ def test_is_a_dspy_code_interpreter_with_runtime_instructions():
     assert "standard library" in SandboxInterpreter.execution_instructions
 
 
+def test_factory_carries_options_and_the_instructions_dspy_reads():
+    make = SandboxInterpreter.factory(config=SandboxConfig(mem_limit="1g"), exec_timeout_s=5)
+    assert make.execution_instructions == SandboxInterpreter.execution_instructions
+    made = make()
+    assert isinstance(made, SandboxInterpreter) and made.config.mem_limit == "1g" and made.exec_timeout_s == 5
+    with pytest.raises(ValueError):
+        SandboxInterpreter.factory(exec_timeout_s=0)
+
+
 def test_variables_state_and_output(interpreter):
     assert interpreter.execute("print('Hello, World!')") == "Hello, World!\n"
     assert interpreter.execute("result = number + 1\nresult", variables={"number": 4}) == 5

@@ -172,6 +172,21 @@ class SandboxInterpreter:
         # The caller's contextvars (dspy.context(lm=...)), copied into each host call.
         self._caller_context = contextvars.copy_context()
 
+    @classmethod
+    def factory(cls, **options: Any) -> Callable[[], SandboxInterpreter]:
+        """An `interpreter_factory` for dspy.RLM with these options, carrying the
+        `execution_instructions` that dspy reads off the factory::
+
+            dspy.RLM(sig, interpreter_factory=SandboxInterpreter.factory(config=SandboxConfig(mem_limit="2g")))
+        """
+        cls(**options)  # bad options fail here, not at the first call
+
+        def make() -> SandboxInterpreter:
+            return cls(**options)
+
+        make.execution_instructions = cls.execution_instructions  # type: ignore[attr-defined]
+        return make
+
     # ------------------------------------------------------------- lifecycle
 
     @property
