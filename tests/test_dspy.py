@@ -132,7 +132,17 @@ def test_variables_state_and_output(interpreter):
     assert interpreter.execute("object()").startswith("<object object at")  # not JSON: its repr
     # `context` is streamed in as the sandbox's context and stays that value.
     assert interpreter.execute("context[:5]", variables={"context": "hello world"}) == "hello"
-    assert interpreter.execute("type(context).__name__", variables={"context": ["a", "b"]}) == "list"
+    listed = ["a", "b"]
+    assert interpreter.execute("type(context).__name__", variables={"context": listed}) == "list"
+    sandbox = interpreter.sandbox
+    assert sandbox is not None
+    sent: list[object] = []
+    real_load = sandbox.load_context
+    sandbox.load_context = lambda value: (sent.append(value), real_load(value))[1]  # type: ignore[method-assign]
+    assert interpreter.execute("context.append('c'); len(context)", variables={"context": listed}) == 3
+    assert interpreter.execute("len(context)", variables={"context": "x" * 10}) == 10
+    assert interpreter.execute("len(context)", variables={"context": "x" * 10}) == 10  # an equal str: not resent
+    assert sent == ["x" * 10]  # the same object and an equal str were not sent again
 
 
 def test_bad_variables_fail_before_anything_runs(interpreter):
@@ -212,8 +222,10 @@ def test_submit_is_typed_by_output_fields(interpreter):
 def test_error_types(interpreter):
     with pytest.raises(SyntaxError, match="Invalid Python syntax"):
         interpreter.execute("+++")
-    with pytest.raises(CodeExecutionError, match="ZeroDivisionError"):
+    with pytest.raises(CodeExecutionError, match="ZeroDivisionError") as raised:
         interpreter.execute("print('before'); 1 + 0 / 0")
+    assert "1 + 0 / 0" in str(raised.value) and "_rlm_dspy" not in str(raised.value)  # the user's line
+    assert "Output before the error:\nbefore" in str(raised.value)
     with pytest.raises(CodeExecutionError, match="SystemExit"):
         interpreter.execute("import sys\nsys.exit(0)")
     with pytest.raises(CodeExecutionError, match="KeyboardInterrupt"):

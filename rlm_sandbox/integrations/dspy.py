@@ -79,6 +79,7 @@ _OWN_NAMES = frozenset({"SUBMIT", "__builtins__"})
 _MARK = "__rlm_dspy__"
 _SIMPLE_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "NoneType"}
 DEFAULT_TOOL_TIMEOUT_S = 300.0
+_SHOW = "_rlm_dspy_show(("
 
 # Defined once per sandbox. SUBMIT and a final bare expression hand their value to the
 # host through FINAL (a JSON document with a marker), so it crosses as JSON, not text.
@@ -291,7 +292,7 @@ class SandboxInterpreter:
                 raise SyntaxError(f"Invalid Python syntax. message: {result.error}")
             output = _printed(result)
             detail = f"\n\nOutput before the error:\n{output}" if output else ""
-            raise CodeExecutionError(f"{result.error}{detail}")
+            raise CodeExecutionError(f"{_unwrapped(result.error)}{detail}")
         if marked is not None and marked[0] in ("value", "repr"):
             return marked[1]
         return _printed(result) or None
@@ -309,10 +310,13 @@ class SandboxInterpreter:
                 raise CodeInterpreterError(f"Invalid variable name: {name!r} (a Python identifier, not a keyword)")
             if name in _OWN_NAMES or name in self.tools or (name in RESERVED_NAMES and name != "context"):
                 raise CodeInterpreterError(f"Invalid variable name: {name!r} is a function of the sandbox")
-            plain = _jsonable_variable(name, value)
             if name == "context":
+                if self._context_loaded is not None and self._context_loaded[0] is value:
+                    continue  # the object already loaded (dspy passes the same inputs every iteration)
+                plain = _jsonable_variable(name, value)
                 context = (value, plain, _context_key(value, plain))
                 continue
+            plain = _jsonable_variable(name, value)
             try:
                 others[name] = json.dumps(plain, ensure_ascii=False)
             except (TypeError, ValueError) as exc:
@@ -325,13 +329,13 @@ class SandboxInterpreter:
         if context is not None:
             given, plain, key = context
             loaded = self._context_loaded
-            if loaded is None or loaded[1] != key or (key.startswith("id:") and loaded[0] is not given):
+            if loaded is None or loaded[1] != key or key.startswith("id:"):
                 try:
                     sandbox.load_context(plain)  # type: ignore[arg-type]
                 except RLMSandboxError as exc:
                     self._end()
                     raise CodeInterpreterError(f"the sandbox was lost loading `context`: {exc}") from exc
-                self._context_loaded = (given, key)
+            self._context_loaded = (given, key)
         if others:
             document = "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in others.items()) + "}"
             self._run_setup(f"globals().update(__import__('json').loads({document!r}))", "injecting variables")
@@ -532,7 +536,25 @@ def _capture_last_expression(code: str) -> str:
         )
 
     start, end = offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)
-    return f"{code[:start]}_rlm_dspy_show(({code[start:end]}\n)){code[end:]}"
+    return f"{code[:start]}{_SHOW}{code[start:end]}\n)){code[end:]}"
+
+
+def _unwrapped(error: str) -> str:
+    """A traceback as the user wrote the code: without `_rlm_dspy_show((` (and the position
+    markers under that line, which it shifted)."""
+    lines: list[str] = []
+    shown = False
+    for line in error.split("\n"):
+        if _SHOW in line:
+            lines.append(line.replace(_SHOW, "", 1))
+            shown = True
+            continue
+        if shown and line.strip() and set(line.strip()) <= set("^~"):
+            shown = False
+            continue
+        shown = False
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _marked(result: ExecResult) -> tuple[str, Any] | None:
@@ -620,8 +642,8 @@ def _holds_bytes(value: Any) -> bool:
 
 
 def _context_key(given: object, plain: object) -> str:
-    """What says a `context` is the one already loaded: a str's hash, else the object's
-    identity (the interpreter keeps that object referenced, so its id is not reused)."""
+    """What says a `context` is the one already loaded: a str's hash (an equal str is not
+    sent again), else the object's identity (kept referenced, so its id is not reused)."""
     if isinstance(plain, str):
         return "str:" + hashlib.blake2b(plain.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"id:{id(given)}"
