@@ -410,3 +410,20 @@ def test_concurrent_execute_is_refused(interpreter):
     worker.join()
     assert errors and "already executing" in str(errors[0])
     assert json.dumps(interpreter.execute("wait()")) == '"done"'
+
+
+def test_a_context_that_needs_more_memory_never_costs_state_silently(runtime, docker_client):
+    """runc grows the container in place (state kept); gVisor cannot, and the replacement
+    that loading needs is reported as CodeInterpreterError, never a silent reset."""
+    big = "x" * (200 * 1024 * 1024)  # needs more than the default 512 MiB
+    interp = SandboxInterpreter(config=SandboxConfig(runtime=runtime))
+    try:
+        interp.execute("kept = 41")
+        if runtime == "runc":
+            assert interp.execute("kept + len(context) // len(context)", variables={"context": big}) == 42
+        else:
+            with pytest.raises(CodeInterpreterError, match="replaced to fit `context`"):
+                interp.execute("kept", variables={"context": big})
+    finally:
+        interp.shutdown()
+    assert _gone(docker_client)

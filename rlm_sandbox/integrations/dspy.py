@@ -330,11 +330,20 @@ class SandboxInterpreter:
             given, plain, key = context
             loaded = self._context_loaded
             if loaded is None or loaded[1] != key or key.startswith("id:"):
+                before = getattr(sandbox, "container_id", None)
                 try:
                     sandbox.load_context(plain)  # type: ignore[arg-type]
                 except RLMSandboxError as exc:
                     self._end()
                     raise CodeInterpreterError(f"the sandbox was lost loading `context`: {exc}") from exc
+                if before is not None and getattr(sandbox, "container_id", None) != before:
+                    # Growing memory for the context needed a new container (gVisor cannot grow
+                    # one in place): the state of the old one is gone, which must not pass silently.
+                    self._end()
+                    raise CodeInterpreterError(
+                        "the sandbox had to be replaced to fit `context` in memory, losing its state; give it "
+                        "room from the start with SandboxConfig(mem_limit=...) large enough for the context"
+                    )
             self._context_loaded = (given, key)
         if others:
             document = "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in others.items()) + "}"
