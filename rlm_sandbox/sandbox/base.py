@@ -127,6 +127,10 @@ class Sandbox(ABC):
         self.tool_handler: ToolHandler | None = None
         # Host calls of one exec answered at once; the tree-wide gate bounds the model calls.
         self.host_call_workers = 8
+        # False: a sandbox that dies, hangs or misbehaves is closed and SandboxDiedError
+        # raised, never replaced by a fresh one (for callers whose contract forbids a
+        # silent loss of state, such as DSPy's CodeInterpreter).
+        self.restart_on_failure = True
         self._send_lock = threading.Lock()
         self._last_frame_bytes = 0
         self._transport: Transport | None = None
@@ -387,6 +391,12 @@ class Sandbox(ABC):
                     cause = f"{exc}; {self._explain_death()}"
                 else:
                     cause = str(exc)
+                if not self.restart_on_failure:
+                    self.kill()
+                    raise SandboxDiedError(
+                        f"the sandbox failed while loading the context ({cause}); it was closed, not restarted",
+                        cause=cause,
+                    ) from None
                 if attempt == 1:
                     self._transport = None
                     self._terminate()
@@ -425,7 +435,8 @@ class Sandbox(ABC):
 
         Never raises for anything the code does: errors, timeouts, crashes and protocol
         violations all come back in the result (the last two after a restart, with
-        `restarted=True`). Raises SandboxError only if a fresh sandbox cannot be had.
+        `restarted=True`). Raises SandboxError only if a fresh sandbox cannot be had, or
+        SandboxDiedError for a crash or unstoppable timeout when `restart_on_failure` is False.
         """
         if not isinstance(code, str):
             raise TypeError(f"code must be str, not {type(code).__name__}")
@@ -568,7 +579,12 @@ class Sandbox(ABC):
             return tool_result_frame(request.id, error=f"{type(exc).__name__}: {exc}")
 
     def _recover(self, reason: str, error_type: str, started: float, *, timed_out: bool = False) -> ExecResult:
-        """Replace a dead, stuck or misbehaving sandbox and report what was lost."""
+        """Replace a dead, stuck or misbehaving sandbox and report what was lost.
+
+        With `restart_on_failure` False: close it and raise SandboxDiedError instead."""
+        if not self.restart_on_failure:
+            self.kill()
+            raise SandboxDiedError(f"{reason}. The sandbox was closed, not restarted: its state is lost.", cause=reason)
         self.restart()
         reloaded = " and the context was reloaded" if self._encoded_context is not None else ""
         return ExecResult(
