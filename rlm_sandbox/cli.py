@@ -276,7 +276,7 @@ def _prices(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
 
 def _check_prices(args: argparse.Namespace, models: list[str]) -> None:
     """Refuse a --max-cost that could not be enforced; say so when costs will not be counted."""
-    from .evals.runner import price_table
+    from .evals.config import price_table
     from .lm import lookup_price
 
     table = price_table(_prices(args))
@@ -324,7 +324,7 @@ def _rlm_settings(args: argparse.Namespace, *, demo_without_key: bool = False):
     )
     client: Any = None
     if not args.demo:
-        from .evals.runner import price_table
+        from .evals.config import price_table
 
         try:
             client = OpenAIClient(args.model, base_url=args.base_url, api_key=None, prices=price_table(_prices(args)))
