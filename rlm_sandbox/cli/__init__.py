@@ -5,15 +5,15 @@ exit code, and one `_add_*` function defining its arguments, both in the module 
 group; `build_parser` here registers them all. Modules that talk to Docker are imported
 inside the functions, so `--help` and argument errors stay instant.
 
-    output.py       consoles, exit codes, JSON output
-    arguments.py    argument types, the parser and help layout every subcommand gets
-    rlm_options.py  the model/limit/sandbox options of run, chat, niah and eval, and the RLM they make
-    run.py          run, chat, view
-    niah.py         niah (the demo)
-    eval_report.py  eval, report
+    output.py            consoles, exit codes, JSON output
+    arguments.py         argument types, the parser and the help layout every subcommand gets
+    rlm_options.py       the model/limit/sandbox options of run, chat, niah and eval; the RLM they make
+    run.py               run, chat, view
+    niah.py              niah (the demo)
+    eval_report.py       eval, report
     sandbox_commands.py  exec, image build, gc
-    hardening.py    doctor, audit
-    (mcp)           defined in rlm_sandbox/integrations/mcp.py
+    hardening.py         doctor, audit
+    (mcp)                defined beside its server, in rlm_sandbox/integrations/mcp.py
 
 Two rules hold for every subcommand, present and future, without the subcommand
 doing anything:
