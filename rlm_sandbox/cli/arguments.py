@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .output import EXIT_USAGE
@@ -12,7 +12,7 @@ from .output import EXIT_USAGE
 RUNTIMES = ("runc", "runsc")
 
 
-def _whole(minimum: int):
+def _whole(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)

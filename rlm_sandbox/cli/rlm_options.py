@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.panel import Panel
@@ -20,6 +20,10 @@ from ..errors import InputError
 from ..sandbox.config import SandboxConfig
 from .arguments import _add_runtime, _price, _seconds, _usd, _whole
 from .output import EXIT_INTERRUPTED, _Exit, err
+
+if TYPE_CHECKING:
+    from ..limits import Limits
+    from ..rlm import RLM, RLMResult
 
 
 def _add_rlm_options(parser: argparse.ArgumentParser, *, per: str = "run", log_dir: str | None = "rlm_logs") -> None:
@@ -131,7 +135,9 @@ def _check_prices(args: argparse.Namespace, models: list[str]) -> None:
     )
 
 
-def _rlm_settings(args: argparse.Namespace, *, demo_without_key: bool = False):
+def _rlm_settings(
+    args: argparse.Namespace, *, demo_without_key: bool = False
+) -> tuple[Limits, Any, str, bool | SandboxConfig]:
     """(limits, client, model name, sandbox) from the shared model/limit/sandbox flags.
 
     The scripted demo model runs only with --demo, or, for `niah` (which is the demo),
@@ -213,7 +219,7 @@ class _RunWatch:
         return str(Path(self.log_dir) / f"rlm-{self.run_id}.jsonl")
 
 
-def _make_rlm(args: argparse.Namespace, *, demo_without_key: bool = False):
+def _make_rlm(args: argparse.Namespace, *, demo_without_key: bool = False) -> tuple[RLM, _RunWatch]:
     """An RLM from the shared model/limit/sandbox flags, and the watch on its run."""
     from ..rlm import RLM
 
@@ -234,7 +240,7 @@ def _make_rlm(args: argparse.Namespace, *, demo_without_key: bool = False):
 
 def _complete(
     args: argparse.Namespace, context: Any, query: str, *, demo_without_key: bool = False, output: Any = None
-):
+) -> tuple[RLMResult, _RunWatch]:
     """Run one completion; on Ctrl-C say so, and where the trajectory so far is, then exit 130."""
     rlm, watch = _make_rlm(args, demo_without_key=demo_without_key)
     try:
@@ -246,7 +252,7 @@ def _complete(
         raise _Exit(EXIT_INTERRUPTED) from None
 
 
-def _summary_table(result, extra: dict[str, str] | None = None, restarts: int = 0) -> Table:
+def _summary_table(result: RLMResult, extra: dict[str, str] | None = None, restarts: int = 0) -> Table:
     table = Table(show_header=False, box=None, padding=(0, 2))
     colour = "green" if result.stop_reason == "final" else "yellow"
     rows = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
@@ -12,8 +13,11 @@ from ..sandbox.config import SandboxConfig
 from .output import _write_json, err, out
 from .rlm_options import _add_rlm_options, _complete, _rlm_settings, _summary_table
 
+if TYPE_CHECKING:
+    from ..rlm import RLMResult
 
-def _output_schema(path: str | None):
+
+def _output_schema(path: str | None) -> dict[str, Any] | None:
     """The JSON schema of `--output-schema FILE`, or None."""
     if path is None:
         return None
@@ -65,8 +69,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     limits, client, model, sandbox = _rlm_settings(args)
     # The session's own sandbox starts while the user types the first question; a warm
     # pool serves the child RLMs of rlm_query (depth > 1), as many as run at once.
-    pooled = isinstance(sandbox, SandboxConfig) and limits.max_depth > 1
-    pool = SandboxPool(sandbox, size=min(limits.max_concurrency, 4)) if pooled else None
+    pool = None
+    if isinstance(sandbox, SandboxConfig) and limits.max_depth > 1:
+        pool = SandboxPool(sandbox, size=min(limits.max_concurrency, 4))
     with pool or nullcontext():
         rlm = RLM(
             model=model,
@@ -79,7 +84,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             pool=pool,
         )
 
-        def show(result) -> None:
+        def show(result: RLMResult) -> None:
             if args.json:
                 sys.stdout.write(result.model_dump_json() + "\n")
                 return

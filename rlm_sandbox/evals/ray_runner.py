@@ -35,7 +35,7 @@ __all__ = ["import_ray", "run_on_ray"]
 _FORWARDED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
-def import_ray():
+def import_ray() -> Any:
     try:
         import ray
     except ImportError:
