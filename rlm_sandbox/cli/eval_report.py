@@ -15,10 +15,11 @@ from .rlm_options import _add_rlm_options, _prices, _rlm_settings
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evals.config import RunConfig
     from ..evals.junit import write_junit
     from ..evals.progress import RichProgress
     from ..evals.report import failures, summarize, summary_table
-    from ..evals.runner import RunConfig, run_eval
+    from ..evals.runner import run_eval
     from ..evals.suites import generate_suite, parse_size
     from ..evals.tasks import load_tasks, write_tasks
     from ..scripted import ScriptedDemoModel
