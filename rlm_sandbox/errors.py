@@ -28,6 +28,10 @@ class ContextError(InputError, TypeError):
     """A context holds something the sandbox cannot receive faithfully (a non-str dict key, a set...)."""
 
 
+class EvalError(InputError):
+    """A tasks file, a task or an eval run is unusable as given."""
+
+
 class SandboxError(RLMSandboxError):
     """The sandbox could not be started, used or kept alive."""
 

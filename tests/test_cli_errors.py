@@ -310,9 +310,9 @@ def test_no_traceback_for_an_unexpected_failure(tmp_path):
     """A bug still ends in one line that says how to see more."""
     script = Path(tmp_path) / "drive.py"
     script.write_text(
-        "import sys\nfrom rlm_sandbox import cli\n"
-        "def broken(args):\n    raise RuntimeError('boom')\n"
-        "cli.cmd_gc = broken\n"
+        "import sys\nfrom rlm_sandbox import cli\nimport rlm_sandbox.sandbox.docker as docker\n"
+        "def broken():\n    raise RuntimeError('boom')\n"
+        "docker.docker_client = broken\n"
         "sys.exit(cli.main(['gc']))\n"
     )
     import subprocess

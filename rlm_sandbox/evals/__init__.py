@@ -9,11 +9,15 @@ print(outcome.accuracy)
 ```
 """
 
+from ..errors import EvalError
+from .config import RunConfig
+from .execute import execute_task
+from .generators import SUITES, GeneratorRef, parse_size
 from .results import ResultsWriter, TaskResult, read_results
-from .runner import EvalOutcome, RunConfig, execute_task, run_eval
-from .scorers import Score, score_answer
-from .suites import SUITES, generate_suite, parse_size
-from .tasks import EvalError, GeneratorRef, ScorerSpec, Task, load_tasks, write_tasks
+from .runner import EvalOutcome, run_eval
+from .scorers import Score, ScorerSpec, score_answer
+from .suites import generate_suite
+from .tasks import Task, load_tasks, write_tasks
 
 __all__ = [
     "SUITES",

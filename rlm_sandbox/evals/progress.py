@@ -1,6 +1,12 @@
-"""Live progress of an eval run: a rich progress bar on a terminal, one line per task elsewhere (CI logs)."""
+"""Live progress of an eval run: what the runner tells a display, and the displays.
+
+`RichProgress` is a rich progress bar on a terminal and one line per task elsewhere
+(CI logs); `NoProgress` shows nothing.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
@@ -9,6 +15,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -17,7 +24,27 @@ from rich.progress import (
 from .results import TaskResult
 from .tasks import Task
 
-__all__ = ["RichProgress"]
+__all__ = ["NoProgress", "ProgressSink", "RichProgress"]
+
+
+class ProgressSink(Protocol):
+    """What the runner tells a display. Called from the thread that called `run_eval`."""
+
+    def notes(self, lines: list[str]) -> None: ...
+    def start(self, total: int, resumed: int) -> None: ...
+    def task_started(self, task: Task) -> None: ...
+    def task_finished(self, result: TaskResult) -> None: ...
+    def interrupted(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    def notes(self, lines: list[str]) -> None: ...
+    def start(self, total: int, resumed: int) -> None: ...
+    def task_started(self, task: Task) -> None: ...
+    def task_finished(self, result: TaskResult) -> None: ...
+    def interrupted(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 class RichProgress:
@@ -30,17 +57,15 @@ class RichProgress:
         self.cost = 0.0
         self.total = 0
         self._progress: Progress | None = None
-        self._bar = None
+        self._bar: TaskID | None = None
 
-    def _fields(self) -> dict[str, object]:
+    def _status(self) -> str:
         failed = self.wrong + self.errors
-        return {
-            "status": (
-                f"[green]✓ {self.correct}[/green]  [red]✗ {failed}[/red]"
-                + (f" ([red]{self.errors} error{'s' if self.errors != 1 else ''}[/red])" if self.errors else "")
-                + f"  running {self.running}  ${self.cost:.4f}"
-            )
-        }
+        return (
+            f"[green]✓ {self.correct}[/green]  [red]✗ {failed}[/red]"
+            + (f" ([red]{self.errors} error{'s' if self.errors != 1 else ''}[/red])" if self.errors else "")
+            + f"  running {self.running}  ${self.cost:.4f}"
+        )
 
     def notes(self, lines: list[str]) -> None:
         for line in lines:
@@ -67,7 +92,7 @@ class RichProgress:
                 transient=False,
             )
             self._progress.start()
-            self._bar = self._progress.add_task("eval", total=total, **self._fields())
+            self._bar = self._progress.add_task("eval", total=total, status=self._status())
         else:
             self.console.print(f"running {total} task(s), {self.concurrency} at a time")
 
@@ -100,7 +125,7 @@ class RichProgress:
 
     def _refresh(self, advance: int) -> None:
         if self._progress is not None and self._bar is not None:
-            self._progress.update(self._bar, advance=advance, **self._fields())
+            self._progress.update(self._bar, advance=advance, status=self._status())
 
     def interrupted(self) -> None:
         pass

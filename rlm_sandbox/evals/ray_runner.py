@@ -22,16 +22,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import EvalError
+from .config import RunConfig
+from .execute import error_result
+from .progress import NoProgress, ProgressSink
 from .results import ResultsWriter, TaskResult
-from .runner import RunConfig, _Batch, _NoProgress, _run_threads, error_result
-from .tasks import EvalError, Task
+from .tasks import Task
+from .threads import Batch, run_threads
 
 __all__ = ["import_ray", "run_on_ray"]
 
 _FORWARDED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
-def import_ray():
+def import_ray() -> Any:
     try:
         import ray
     except ImportError:
@@ -50,7 +54,7 @@ def _remote_execute(task_data: dict[str, Any], config_data: dict[str, Any], grac
     """
     task = Task.model_validate(task_data)
     config = RunConfig.model_validate(config_data)
-    batch = _run_threads([task], config, None, _NoProgress(), 1, grace_s)
+    batch = run_threads([task], config, None, NoProgress(), 1, grace_s)
     if batch.interrupted or not batch.results:
         raise KeyboardInterrupt
     return batch.results[0].model_dump(mode="json")
@@ -75,11 +79,11 @@ def run_on_ray(
     tasks: Sequence[Task],
     config: RunConfig,
     writer: ResultsWriter | None,
-    sink,
+    sink: ProgressSink,
     concurrency: int,
     address: str | None,
     grace_s: float,
-) -> _Batch:
+) -> Batch:
     ray = import_ray()
     if config.log_dir is not None:
         config = config.model_copy(update={"log_dir": os.path.abspath(config.log_dir)})
@@ -102,7 +106,7 @@ def run_on_ray(
     worker_grace_s = max(1.0, grace_s * 0.75)
     todo = list(reversed(tasks))
     pending: dict[Any, Task] = {}
-    batch = _Batch()
+    batch = Batch()
 
     def submit() -> None:
         while todo and len(pending) < concurrency:

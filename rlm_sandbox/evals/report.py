@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import EvalError
 from .results import latest_results, read_results
-from .tasks import EvalError
 
 __all__ = [
     "Run",
@@ -262,7 +262,7 @@ def _by_size(run: Run) -> dict[tuple[str, int], list[dict[str, Any]]]:
 
 def size_table(runs: Sequence[Run]) -> Table:
     """Accuracy and cost per task by suite and context size, one column per run."""
-    from .suites import format_size
+    from .generators import format_size
 
     table = Table(title="accuracy (cost per task) by context size", title_justify="left")
     table.add_column("suite", style="bold")
@@ -308,7 +308,7 @@ def plot_runs(runs: Sequence[Run], path: str | Path) -> Path:
         cost_axis.plot(xs, cost, marker="o", label=run.label)
     from matplotlib.ticker import FuncFormatter
 
-    from .suites import format_size
+    from .generators import format_size
 
     for axis, ylabel in ((accuracy_axis, "accuracy"), (cost_axis, "cost per task (USD)")):
         axis.set_xscale("log", base=2)

@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, Field
 
@@ -69,7 +69,7 @@ class TaskResult(BaseModel):
     finished_at: str
 
 
-def read_results(path: str | Path) -> list[dict[str, Any]]:
+def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every complete result line of a results file; torn or foreign lines are skipped."""
     path = Path(path)
     if not path.exists():
@@ -101,12 +101,12 @@ def latest_results(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[
 class ResultsWriter:
     """Appends results to a JSONL file, whole lines only, durable before it returns."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._file = None
+        self._file: BinaryIO | None = None
 
-    def _open(self):
+    def _open(self) -> BinaryIO:
         if self._file is None:
             if self.path.parent != Path(""):
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,41 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from .tasks import ScorerSpec
+__all__ = [
+    "Score",
+    "ScorerName",
+    "ScorerSpec",
+    "default_scorer",
+    "normalize",
+    "parse_items",
+    "parse_number",
+    "score_answer",
+]
 
-__all__ = ["Score", "default_scorer", "normalize", "parse_items", "parse_number", "score_answer"]
+
+ScorerName = Literal["exact", "contains", "numeric", "f1"]
+
+
+class ScorerSpec(BaseModel):
+    """How an answer is compared with `expected`.
+
+    exact: equal after normalising case, whitespace, surrounding quotes and a final period.
+    contains: the normalised expected text occurs in the normalised answer.
+    numeric: the answer's number is within `tolerance` of expected (relative to |expected| if `relative`).
+    f1: F1 between the set of expected items and the items of the answer (lines, or pairs
+        like "(a, b)" when the expected items are pairs); correct when F1 >= `threshold`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: ScorerName
+    tolerance: float = Field(default=0.0, ge=0)
+    relative: bool = False
+    threshold: float = Field(default=1.0, ge=0, le=1)
 
 
 class Score(BaseModel):

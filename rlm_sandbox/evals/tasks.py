@@ -29,19 +29,17 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..errors import InputError
+from ..errors import EvalError
+from .generators import GeneratorRef, materialize
+from .scorers import ScorerSpec, default_scorer
 
 __all__ = ["EvalError", "GeneratorRef", "ScorerSpec", "Task", "load_tasks", "write_tasks"]
 
 _MAX_PATH_CHARS = 4096
-
-
-class EvalError(InputError):
-    """A tasks file, a task or an eval run is unusable as given."""
 
 
 # Extensions that make a one-line `context` a file name rather than text.
@@ -52,38 +50,6 @@ def _looks_like_path(value: str) -> bool:
     if not value or "\n" in value or len(value) > _MAX_PATH_CHARS:
         return False
     return "/" in value or "\\" in value or _FILE_SUFFIX.search(value.strip()) is not None
-
-
-ScorerName = Literal["exact", "contains", "numeric", "f1"]
-
-
-class ScorerSpec(BaseModel):
-    """How an answer is compared with `expected`.
-
-    exact: equal after normalising case, whitespace, surrounding quotes and a final period.
-    contains: the normalised expected text occurs in the normalised answer.
-    numeric: the answer's number is within `tolerance` of expected (relative to |expected| if `relative`).
-    f1: F1 between the set of expected items and the items of the answer (lines, or pairs
-        like "(a, b)" when the expected items are pairs); correct when F1 >= `threshold`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: ScorerName
-    tolerance: float = Field(default=0.0, ge=0)
-    relative: bool = False
-    threshold: float = Field(default=1.0, ge=0, le=1)
-
-
-class GeneratorRef(BaseModel):
-    """A context made by a built-in suite: the same fields give the same text anywhere."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    suite: str
-    seed: int
-    index: int = Field(ge=0)
-    size: int = Field(gt=0, description="target size in tokens (about 4 characters each)")
 
 
 class Task(BaseModel):
@@ -140,23 +106,21 @@ class Task(BaseModel):
     def load_context(self) -> Any:
         """The context this task runs on: read, parsed or generated now."""
         if self.generator is not None:
-            from .suites import materialize
-
             return materialize(self.generator)
         if self.context_text is not None:
             return self.context_text
         if self.context_path is not None:
             paths = [self.context_path] if isinstance(self.context_path, str) else self.context_path
-            texts = [_read(self._resolve(p, must_exist=True)) for p in paths]  # type: ignore[arg-type]
+            texts = [_read(self._resolve(p, must_exist=True)) for p in paths]
             return texts[0] if isinstance(self.context_path, str) else texts
         context = self.context
         if isinstance(context, str):
             path = self._resolve(context)
             return _read(path) if path is not None else context
         if isinstance(context, list) and context and all(isinstance(item, str) for item in context):
-            paths = [self._resolve(item) for item in context]
-            if all(path is not None for path in paths):
-                return [_read(path) for path in paths]  # type: ignore[arg-type]
+            found = [path for path in (self._resolve(item) for item in context) if path is not None]
+            if len(found) == len(context):
+                return [_read(path) for path in found]
         return context
 
     def check_files(self) -> None:
@@ -184,8 +148,6 @@ class Task(BaseModel):
         `context` is the loaded context if the caller has it; else it is loaded (or, for a
         generated one, its recipe is hashed: the same recipe makes the same text).
         """
-        from .scorers import default_scorer
-
         digest = hashlib.sha256()
         scorer = self.scorer or default_scorer(self.expected)
         head = {"query": self.query, "expected": self.expected, "scorer": scorer.model_dump(mode="json")}
@@ -217,6 +179,10 @@ class Task(BaseModel):
             return all(self._resolve(item) is not None for item in context)
         return False
 
+    @overload
+    def _resolve(self, name: str, *, must_exist: Literal[True]) -> Path: ...
+    @overload
+    def _resolve(self, name: str, *, must_exist: bool = False) -> Path | None: ...
     def _resolve(self, name: str, *, must_exist: bool = False) -> Path | None:
         if not name or "\n" in name or len(name) > _MAX_PATH_CHARS:
             if must_exist:

@@ -325,7 +325,7 @@ def build_server(config: MCPServerConfig, *, client: Any = None) -> Any:
 
 
 def add_mcp_command(commands: argparse._SubParsersAction) -> None:
-    """`rlm-sandbox mcp ...` (cli.py calls this; the SDK is imported only when it runs)."""
+    """`rlm-sandbox mcp ...` (rlm_sandbox.cli calls this; the SDK is imported only when it runs)."""
     mcp = commands.add_parser(
         "mcp",
         help="serve rlm_complete to MCP clients (stdio, or streamable HTTP with --http); needs rlm-sandbox[mcp]",
