@@ -37,11 +37,12 @@ demo: setup
 real-model:
 	PYTHON=$(PYTHON) bash scripts/real-model.sh
 
-# Lint, format and types: what CI checks before it runs a single test.
+# Lint, format, types and import cycles: what CI checks before it runs a single test.
 lint: $(INSTALLED)
 	$(BIN)/ruff check rlm_sandbox tests benchmarks
 	$(BIN)/ruff format --check rlm_sandbox tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/python scripts/check-import-cycles
 
 test: setup real-model
 	$(BIN)/python -m pytest -q
