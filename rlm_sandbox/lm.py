@@ -255,7 +255,7 @@ def window_in_models_list(entries: Sequence[Mapping[str, Any]], model: str) -> i
     """`model`'s window in a server's /v1/models entries (`data`), if it reports one."""
     named = [entry for entry in entries if entry.get("id") == model]
     if not named and len(entries) == 1:
-        named = entries  # a one-model server (llama.cpp) answers whatever name it is given
+        named = list(entries)  # a one-model server (llama.cpp) answers whatever name it is given
     return _server_window(named[0]) if named else None
 
 
