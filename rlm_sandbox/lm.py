@@ -1,13 +1,17 @@
-"""Language-model clients: the protocol the RLM loop calls, an OpenAI-compatible
-implementation, and the one way every call is charged to the budget.
+"""Language-model clients: the protocol the RLM loop calls, what every client shares
+(`ChatClient`), the OpenAI-compatible client, and the one way every call is charged to
+the budget. `client_for(provider, ...)` builds the client `RLM(provider=...)` names;
+the LiteLLM one lives in `rlm_sandbox.litellm_client` and is imported only when asked for.
 
 Prices come from `rlm_sandbox.prices` (the maintained genai-prices data); token
 estimates from `rlm_sandbox.tokens`.
 
-Retries are the openai SDK's own (exponential backoff with jitter, `Retry-After`
-honoured, on 408/409/429/5xx, timeouts and connection errors). This module adds
-only what the SDK lacks: one deadline over all attempts of a call, and turning
-every failure or malformed answer into `LMError`.
+OpenAIClient's retries are the openai SDK's own (exponential backoff with jitter,
+`Retry-After` honoured, on 408/409/429/5xx, timeouts and connection errors); this
+module adds only what the SDK lacks: one deadline over all attempts of a call, and
+turning every failure or malformed answer into `LMError`. A client whose library does
+not retry that way (LiteLLM's native routes) uses `is_retryable` and `retry_wait_s`,
+the same policy.
 """
 
 from __future__ import annotations
