@@ -128,6 +128,10 @@ class MissingExtraError(RLMSandboxError, ImportError):
     """An optional feature was used without its extra installed; the message names the pip command."""
 
 
+class UnknownProviderError(InputError, ValueError):
+    """`RLM(provider=...)` or `--provider` names a provider this package has no client for."""
+
+
 class PathNotAllowedError(RLMSandboxError):
     """A path handed to a server (e.g. `rlm-sandbox mcp`) lies outside the directories it may read."""
 

@@ -1,13 +1,17 @@
-"""Language-model clients: the protocol the RLM loop calls, an OpenAI-compatible
-implementation, and the one way every call is charged to the budget.
+"""Language-model clients: the protocol the RLM loop calls, what every client shares
+(`ChatClient`), the OpenAI-compatible client, and the one way every call is charged to
+the budget. `client_for(provider, ...)` builds the client `RLM(provider=...)` names;
+the LiteLLM one lives in `rlm_sandbox.litellm_client` and is imported only when asked for.
 
 Prices come from `rlm_sandbox.prices` (the maintained genai-prices data); token
 estimates from `rlm_sandbox.tokens`.
 
-Retries are the openai SDK's own (exponential backoff with jitter, `Retry-After`
-honoured, on 408/409/429/5xx, timeouts and connection errors). This module adds
-only what the SDK lacks: one deadline over all attempts of a call, and turning
-every failure or malformed answer into `LMError`.
+OpenAIClient's retries are the openai SDK's own (exponential backoff with jitter,
+`Retry-After` honoured, on 408/409/429/5xx, timeouts and connection errors); this
+module adds only what the SDK lacks: one deadline over all attempts of a call, and
+turning every failure or malformed answer into `LMError`. A client whose library does
+not retry that way (LiteLLM's native routes) uses `is_retryable` and `retry_wait_s`,
+the same policy.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import inspect
 import json
 import math
 import os
+import random
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import openai
@@ -33,6 +38,7 @@ from rlm_sandbox.errors import (
     ContextWindowExceededError,
     LMError,
     MissingAPIKeyError,
+    UnknownProviderError,
 )
 from rlm_sandbox.limits import Budget, Reservation
 from rlm_sandbox.prices import (
@@ -52,10 +58,14 @@ if TYPE_CHECKING:
 __all__ = [
     "LOCAL_PLACEHOLDER_KEY",
     "MIN_OUTPUT_TOKENS",
+    "PROVIDERS",
+    "ChatClient",
     "LMClient",
     "LMResponse",
     "OpenAIClient",
     "Price",
+    "check_provider",
+    "client_for",
     "complete_within_budget",
     "cost_usd",
     "lookup_price",
@@ -155,7 +165,7 @@ def _refuse_retry_past_deadline(response: httpx2.Response) -> None:
         response.headers["x-should-retry"] = "false"
 
 
-def _retry_after_s(headers: httpx2.Headers) -> float | None:
+def _retry_after_s(headers: httpx2.Headers | Mapping[str, str]) -> float | None:
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
@@ -194,29 +204,32 @@ _PARAM_REJECTED = re.compile(
 _CAP_PARAMS = ("max_completion_tokens", "max_tokens")
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def _error_text(exc: Any) -> str:
+    body = getattr(exc, "body", None)
     try:
         detail = json.dumps(body) if body is not None else ""
     except (TypeError, ValueError):
         detail = str(body)
-    return f"{exc.message} {detail}"
+    return f"{getattr(exc, 'message', None) or exc} {detail}"
 
 
-def context_overflow(exc: openai.APIStatusError) -> tuple[bool, int | None]:
+def context_overflow(exc: Any) -> tuple[bool, int | None]:
     """(whether `exc` is a server's context-length error, the window it names if any).
 
     Knows OpenAI's `context_length_exceeded`, vLLM's and llama-cpp-python's "maximum
     context length is N tokens" and llama.cpp's `exceed_context_size_error` with `n_ctx`.
     """
-    if exc.status_code not in (400, 413, 422):
+    if getattr(exc, "status_code", None) not in (400, 413, 422):
         return False, None
     text = _error_text(exc)
     if not _CONTEXT_OVERFLOW.search(text):
         return False, None
+    return True, _window_in_text(text)
+
+
+def _window_in_text(text: str) -> int | None:
     match = _WINDOW_IN_MESSAGE.search(text)
-    window = next((int(group) for group in match.groups() if group), None) if match else None
-    return True, window
+    return next((int(group) for group in match.groups() if group), None) if match else None
 
 
 def _default_cap_param(base_url: str | None) -> str:
@@ -242,63 +255,83 @@ def _server_window(entry: Mapping[str, Any]) -> int | None:
     return None
 
 
-class OpenAIClient:
-    """Chat completions from any OpenAI-compatible endpoint, through the openai SDK.
+def window_in_models_list(entries: Sequence[Mapping[str, Any]], model: str) -> int | None:
+    """`model`'s window in a server's /v1/models entries (`data`), if it reports one."""
+    named = [entry for entry in entries if entry.get("id") == model]
+    if not named and len(entries) == 1:
+        named = list(entries)  # a one-model server (llama.cpp) answers whatever name it is given
+    return _server_window(named[0]) if named else None
 
-    One SDK client (thread-safe, one connection pool) serves every thread.
-    The reply's cap goes out as `max_completion_tokens` to OpenAI's own API and as
-    `max_tokens` elsewhere; a server that rejects the name gets the other one, once,
-    and the client remembers it.
+
+# -- retries -----------------------------------------------------------------------
+# The openai SDK retries on its own (OpenAIClient keeps that, steered by the hooks
+# above); a client whose library does not gets the same policy here.
+
+_RETRY_INITIAL_S = 0.5
+_RETRY_MAX_S = 8.0
+_RETRY_AFTER_MAX_S = 60.0
+
+
+def _failure_headers(exc: BaseException) -> Any:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers if headers is not None else getattr(exc, "litellm_response_headers", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the SDK would retry `exc`: timeouts, connection errors, 408, 409, 429 and
+    5xx, unless the server said `x-should-retry`."""
+    headers = _failure_headers(exc)
+    should = headers.get("x-should-retry") if headers is not None else None
+    if should in ("true", "false"):
+        return should == "true"
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
+
+
+def retry_wait_s(exc: BaseException, attempt: int) -> float:
+    """How long to wait before retry number `attempt + 1`: the server's Retry-After when
+    it gives a sane one, else the SDK's backoff (0.5 s doubling to 8 s, less up to 25 %)."""
+    headers = _failure_headers(exc)
+    asked = _retry_after_s(headers) if headers is not None else None
+    if asked is not None and 0 < asked <= _RETRY_AFTER_MAX_S:
+        return asked
+    return min(_RETRY_INITIAL_S * 2**attempt, _RETRY_MAX_S) * (1 - 0.25 * random.random())
+
+
+class ChatClient:
+    """What every chat client shares, whatever library reaches the provider: the
+    deadline of a call, the output cap's field name (switched once on rejection),
+    turning failures into `LMError` / `ContextWindowExceededError`, the reply into an
+    `LMResponse` with usage and cost (this package's price data, so a call costs the
+    same through any client), and context windows (discovered once, learned from errors).
+
+    A subclass sends one request (`_create`), says where it goes (`where`), and may
+    find windows its own way (`_discover_window`).
     """
 
-    def __init__(
-        self,
-        model: str,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        max_retries: int = 4,
-        prices: Mapping[str, Price] | None = None,
-    ) -> None:
+    def __init__(self, model: str, *, max_retries: int, prices: Mapping[str, Price] | None, cap_param: str) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        dotenv_path = find_dotenv(usecwd=True)
-        dotenv = dotenv_values(dotenv_path) if dotenv_path else {}
         self.model = model
-        self.base_url = _setting(base_url, "OPENAI_BASE_URL", dotenv)
-        key = _setting(api_key, "OPENAI_API_KEY", dotenv)
-        if key is None:
-            if self.base_url is None:
-                raise MissingAPIKeyError(
-                    "no OpenAI API key found. Set OPENAI_API_KEY in the environment, put "
-                    "OPENAI_API_KEY=... in a .env file in the working directory, or pass api_key=. "
-                    "For a local OpenAI-compatible server that needs no key, give its URL with "
-                    "base_url= (CLI: --base-url) or OPENAI_BASE_URL."
-                )
-            key = LOCAL_PLACEHOLDER_KEY
         self.max_retries = max_retries
         self.prices: Mapping[str, Price] = dict(prices or {})
         """User price overrides; everything else comes from the maintained data."""
-        self.cap_param = _default_cap_param(self.base_url)
+        self.cap_param = cap_param
         """The request field that carries the output cap (switched once on rejection)."""
         self._cap_param_switched = False
         self._lock = threading.Lock()
         self._windows: dict[str, int | None] = {}
-        http_client = openai.DefaultHttpxClient(
-            event_hooks={"request": [_clamp_to_deadline], "response": [_refuse_retry_past_deadline]},
-        )
-        self._client = openai.OpenAI(
-            api_key=key,
-            base_url=self.base_url,
-            max_retries=max_retries,
-            http_client=http_client,
-        )
 
-    def __repr__(self) -> str:
-        # Never show the key.
-        return f"OpenAIClient(model={self.model!r}, base_url={self.base_url!r}, max_retries={self.max_retries})"
+    @property
+    def where(self) -> str:
+        """The endpoint, for error messages."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._client.close()
+        """Release connections (nothing to release by default)."""
 
     def cost_usd(self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
         return cost_usd(model, input_tokens, output_tokens, self.prices, cached_input_tokens=cached_input_tokens)
@@ -306,37 +339,22 @@ class OpenAIClient:
     # -- context windows -------------------------------------------------------
 
     def context_window(self, model: str | None = None) -> int | None:
-        """`model`'s window in tokens: what the server's /v1/models says (vLLM's
-        `max_model_len`, llama.cpp's `meta.n_ctx_train`, OpenRouter's `context_length`),
-        else the maintained data for known hosted models, else None. Asked once per model.
-        """
+        """`model`'s window in tokens, or None; found once per model (see `_discover_window`)."""
         model = model or self.model
         with self._lock:
             if model in self._windows:
                 return self._windows[model]
-        window = None
-        if self.base_url is not None and "api.openai.com" not in self.base_url:
-            window = self._window_from_server(model)
-        if window is None:
-            window = known_context_window(model)
+        window = self._discover_window(model)
         with self._lock:
             return self._windows.setdefault(model, window)
+
+    def _discover_window(self, model: str) -> int | None:
+        return known_context_window(model)
 
     def learn_context_window(self, model: str, window: int) -> None:
         """Remember a window the server stated (e.g. in a context-length error)."""
         with self._lock:
             self._windows[model] = window
-
-    def _window_from_server(self, model: str) -> int | None:
-        try:
-            page = self._client.with_options(max_retries=0, timeout=10.0).models.list()
-            entries = [entry.to_dict() for entry in page.data]
-        except (openai.OpenAIError, ValueError, ValidationError, TypeError):
-            return None  # many servers have no /models, or a partial one: not an error
-        named = [entry for entry in entries if entry.get("id") == model]
-        if not named and len(entries) == 1:
-            named = entries  # a one-model server (llama.cpp) answers whatever name it is given
-        return _server_window(named[0]) if named else None
 
     # -- calls -------------------------------------------------------------------
 
@@ -355,7 +373,6 @@ class OpenAIClient:
         retries, times out, or the answer has no choices.
         """
         model = model or self.model
-        where = self.base_url or "the OpenAI API"
         token = _call_deadline.set(None if timeout_s is None else time.monotonic() + timeout_s)
         try:
             try:
@@ -364,46 +381,54 @@ class OpenAIClient:
                 if not self._switch_cap_param(exc, max_output_tokens):
                     raise
                 completion = self._create(model, messages, timeout_s, max_output_tokens)
-        except openai.APITimeoutError as exc:
-            within = (
-                f"within {timeout_s:g}s (retries included)" if timeout_s is not None else "before the SDK's timeout"
-            )
-            raise LMError(f"{model} at {where}: no answer {within}") from exc
-        except openai.APIConnectionError as exc:
-            raise LMError(
-                f"{model} at {where}: connection failed after {self.max_retries} retries: {_cause(exc)}"
-            ) from exc
-        except openai.AuthenticationError as exc:
-            raise LMError(f"{model} at {where}: the API key was rejected (HTTP 401): {exc.message}") from exc
-        except openai.APIStatusError as exc:
-            overflow, window = context_overflow(exc)
-            if overflow:
-                if window is not None:
-                    self.learn_context_window(model, window)
-                limit = f"its window of {window} tokens" if window else "its context window"
-                raise ContextWindowExceededError(
-                    f"{model} at {where}: the request does not fit {limit} (HTTP {exc.status_code}: {exc.message})",
-                    window=window,
-                ) from exc
-            raise LMError(f"{model} at {where}: HTTP {exc.status_code}: {exc.message}") from exc
+        except LMError:
+            raise
         except (openai.OpenAIError, ValueError, ValidationError) as exc:
             # ValueError covers a body that is not JSON (json.JSONDecodeError),
             # which the SDK lets through unwrapped.
-            raise LMError(f"{model} at {where}: malformed response: {type(exc).__name__}: {exc}") from exc
+            raise self._failure(exc, model, timeout_s) from exc
         finally:
             _call_deadline.reset(token)
-        return self._to_response(completion, model, messages, where)
+        return self._to_response(completion, model, messages)
 
     def _create(
         self, model: str, messages: list[dict[str, Any]], timeout_s: float | None, max_output_tokens: int | None
     ) -> Any:
-        cap: dict[str, Any] = {} if max_output_tokens is None else {self.cap_param: max_output_tokens}
-        return self._client.chat.completions.create(
-            model=model,
-            messages=messages,  # type: ignore[arg-type]  # plain dicts are what callers hold
-            timeout=timeout_s if timeout_s is not None else openai.NOT_GIVEN,
-            **cap,
-        )
+        """Send one request (with its retries) and return the library's completion object."""
+        raise NotImplementedError
+
+    def _overflow(self, exc: Any) -> tuple[bool, int | None]:
+        """Whether `exc` says the request does not fit the window, and the window if named."""
+        return context_overflow(exc)
+
+    def _failure(self, exc: Exception, model: str, timeout_s: float | None) -> LMError:
+        """The LMError a failed call raises."""
+        where = self.where
+        if isinstance(exc, openai.APITimeoutError):
+            within = (
+                f"within {timeout_s:g}s (retries included)" if timeout_s is not None else "before the SDK's timeout"
+            )
+            return LMError(f"{model} at {where}: no answer {within}")
+        if isinstance(exc, openai.APIConnectionError):
+            return LMError(f"{model} at {where}: connection failed after {self.max_retries} retries: {_cause(exc)}")
+        message = getattr(exc, "message", None) or str(exc)
+        if isinstance(exc, openai.AuthenticationError):
+            return LMError(f"{model} at {where}: the API key was rejected (HTTP 401): {message}")
+        status = getattr(exc, "status_code", None)
+        # litellm's own APIError carries a status without being an APIStatusError; the
+        # SDK's APIResponseValidationError carries the 200 of a reply it could not read.
+        if isinstance(status, int) and (isinstance(exc, openai.APIStatusError) or status >= 400):
+            overflow, window = self._overflow(exc)
+            if overflow:
+                if window is not None:
+                    self.learn_context_window(model, window)
+                limit = f"its window of {window} tokens" if window else "its context window"
+                return ContextWindowExceededError(
+                    f"{model} at {where}: the request does not fit {limit} (HTTP {status}: {message})",
+                    window=window,
+                )
+            return LMError(f"{model} at {where}: HTTP {status}: {message}")
+        return LMError(f"{model} at {where}: malformed response: {type(exc).__name__}: {exc}")
 
     def _switch_cap_param(self, exc: openai.BadRequestError, max_output_tokens: int | None) -> bool:
         """Whether `exc` rejected the cap's field name, and so the other one was chosen."""
@@ -414,16 +439,20 @@ class OpenAIClient:
             sent = self.cap_param
             if self._cap_param_switched or sent not in text or not _PARAM_REJECTED.search(text):
                 return False
-            if context_overflow(exc)[0]:
+            if self._overflow(exc)[0]:
                 return False  # "max_tokens is too large for the window" is not about the name
             self.cap_param = next(name for name in _CAP_PARAMS if name != sent)
             self._cap_param_switched = True
             return True
 
-    def _to_response(self, completion: Any, model: str, messages: list[dict[str, Any]], where: str) -> LMResponse:
+    def _reported_usage(self, usage: Any) -> tuple[int | None, int | None]:
+        """(input, output) tokens as the server reported them; None where it did not."""
+        return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+    def _to_response(self, completion: Any, model: str, messages: list[dict[str, Any]]) -> LMResponse:
         choices = getattr(completion, "choices", None)
         if not choices:
-            raise LMError(f"{model} at {where}: malformed response: no choices")
+            raise LMError(f"{model} at {self.where}: malformed response: no choices")
         choice = choices[0]
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None)
@@ -433,8 +462,7 @@ class OpenAIClient:
         reasoning = _extra(message, "reasoning_content") or _extra(message, "reasoning")
         finish_reason = getattr(choice, "finish_reason", None)
         usage = getattr(completion, "usage", None)
-        input_tokens = getattr(usage, "prompt_tokens", None)
-        output_tokens = getattr(usage, "completion_tokens", None)
+        input_tokens, output_tokens = self._reported_usage(usage)
         estimated = not (isinstance(input_tokens, int) and isinstance(output_tokens, int))
         if estimated:
             # Some local servers omit usage; an estimate that errs high keeps max_tokens meaningful.
@@ -461,6 +489,128 @@ class OpenAIClient:
             refusal=refusal if isinstance(refusal, str) and refusal else None,
             tool_calls=len(tool_calls) if isinstance(tool_calls, list) else 0,
         )
+
+
+class OpenAIClient(ChatClient):
+    """Chat completions from any OpenAI-compatible endpoint, through the openai SDK.
+
+    One SDK client (thread-safe, one connection pool) serves every thread.
+    The reply's cap goes out as `max_completion_tokens` to OpenAI's own API and as
+    `max_tokens` elsewhere; a server that rejects the name gets the other one, once,
+    and the client remembers it.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = 4,
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
+        dotenv_path = find_dotenv(usecwd=True)
+        dotenv = dotenv_values(dotenv_path) if dotenv_path else {}
+        base_url = _setting(base_url, "OPENAI_BASE_URL", dotenv)
+        super().__init__(model, max_retries=max_retries, prices=prices, cap_param=_default_cap_param(base_url))
+        self.base_url = base_url
+        key = _setting(api_key, "OPENAI_API_KEY", dotenv)
+        if key is None:
+            if self.base_url is None:
+                raise MissingAPIKeyError(
+                    "no OpenAI API key found. Set OPENAI_API_KEY in the environment, put "
+                    "OPENAI_API_KEY=... in a .env file in the working directory, or pass api_key=. "
+                    "For a local OpenAI-compatible server that needs no key, give its URL with "
+                    "base_url= (CLI: --base-url) or OPENAI_BASE_URL."
+                )
+            key = LOCAL_PLACEHOLDER_KEY
+        http_client = openai.DefaultHttpxClient(
+            event_hooks={"request": [_clamp_to_deadline], "response": [_refuse_retry_past_deadline]},
+        )
+        self._client = openai.OpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=max_retries,
+            http_client=http_client,
+        )
+
+    def __repr__(self) -> str:
+        # Never show the key.
+        return f"OpenAIClient(model={self.model!r}, base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    @property
+    def where(self) -> str:
+        return self.base_url or "the OpenAI API"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def context_window(self, model: str | None = None) -> int | None:
+        """`model`'s window in tokens: what the server's /v1/models says (vLLM's
+        `max_model_len`, llama.cpp's `meta.n_ctx_train`, OpenRouter's `context_length`),
+        else the maintained data for known hosted models, else None. Asked once per model.
+        """
+        return super().context_window(model)
+
+    def _discover_window(self, model: str) -> int | None:
+        window = None
+        if self.base_url is not None and "api.openai.com" not in self.base_url:
+            window = self._window_from_server(model)
+        return window if window is not None else known_context_window(model)
+
+    def _window_from_server(self, model: str) -> int | None:
+        try:
+            page = self._client.with_options(max_retries=0, timeout=10.0).models.list()
+            entries = [entry.to_dict() for entry in page.data]
+        except (openai.OpenAIError, ValueError, ValidationError, TypeError):
+            return None  # many servers have no /models, or a partial one: not an error
+        return window_in_models_list(entries, model)
+
+    def _create(
+        self, model: str, messages: list[dict[str, Any]], timeout_s: float | None, max_output_tokens: int | None
+    ) -> Any:
+        cap: dict[str, Any] = {} if max_output_tokens is None else {self.cap_param: max_output_tokens}
+        return self._client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]  # plain dicts are what callers hold
+            timeout=timeout_s if timeout_s is not None else openai.NOT_GIVEN,
+            **cap,
+        )
+
+
+PROVIDERS = ("openai", "litellm")
+"""What `RLM(provider=...)` and `--provider` accept: the openai SDK for any
+OpenAI-compatible endpoint, or LiteLLM for providers' native APIs (`rlm-sandbox[litellm]`)."""
+
+
+def check_provider(provider: str) -> None:
+    """Raise UnknownProviderError unless `provider` is one of PROVIDERS."""
+    if provider not in PROVIDERS:
+        raise UnknownProviderError(
+            f"unknown provider {provider!r}",
+            f"use one of {', '.join(map(repr, PROVIDERS))}: 'openai' for any OpenAI-compatible endpoint, "
+            "'litellm' for providers' native APIs through LiteLLM",
+        )
+
+
+def client_for(
+    provider: str,
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    prices: Mapping[str, Price] | None = None,
+    max_retries: int = 4,
+) -> ChatClient:
+    """The client of `provider` for `model`. LiteLLM is imported only here, when asked for.
+
+    >>> client_for("litellm", "anthropic/claude-sonnet-4-5")   # ANTHROPIC_API_KEY from the environment
+    """
+    check_provider(provider)
+    if provider == "litellm":
+        from .litellm_client import LiteLLMClient
+
+        return LiteLLMClient(model, base_url=base_url, api_key=api_key, prices=prices, max_retries=max_retries)
+    return OpenAIClient(model, base_url=base_url, api_key=api_key, prices=prices, max_retries=max_retries)
 
 
 def _extra(obj: Any, name: str) -> Any:

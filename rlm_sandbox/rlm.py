@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import SandboxClosedError, ToolDefinitionError
 from .limits import Budget, Limits, Usage
-from .lm import LMClient, OpenAIClient
+from .lm import LMClient, check_provider, client_for
 from .node import StopReason, _NodeLoop, _Outcome
 from .output import OutputSpec, OutputType
 from .prices import price_source
@@ -78,8 +78,12 @@ class RLM:
     included) takes, so no container start is on the critical path; the caller owns
     and closes it. Without one, each node starts its own sandbox, overlapped with its
     first model call.
-    `client` / `sub_client` replace the OpenAI-compatible client (e.g. the scripted
-    demo model).
+    `provider`: "openai" (the openai SDK, any OpenAI-compatible endpoint) or "litellm"
+    (providers' native APIs through LiteLLM, `rlm-sandbox[litellm]`; `model` is then a
+    LiteLLM name such as "anthropic/claude-sonnet-4-5", its key from the provider's
+    usual variable). `sub_model` calls go through the same provider.
+    `client` / `sub_client` replace the client `provider` would build (e.g. the
+    scripted demo model).
 
     >>> rlm = RLM("gpt-5-mini", limits=Limits(max_depth=2))
     >>> rlm.completion(open("book.txt").read(), "Who is the narrator?").answer
@@ -106,13 +110,16 @@ class RLM:
         pool: SandboxPool | None = None,
         tools: ToolsArg = None,
         sub_tools: ToolsArg = None,
+        provider: str = "openai",
     ) -> None:
+        check_provider(provider)
         self.model = model
+        self.provider = provider
         self.sub_model = sub_model or model
         self.limits = limits or Limits()
         self.log_dir = log_dir
         self.verbose = verbose
-        self.client = client or OpenAIClient(model, base_url=base_url, api_key=api_key)
+        self.client = client or client_for(provider, model, base_url=base_url, api_key=api_key)
         self.sub_client = sub_client or self.client
         self.pool = pool
         self._sandbox_factory = pool if pool is not None else _sandbox_factory(sandbox, self.limits)

@@ -44,6 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model=args.model,
         sub_model=args.sub_model,
         base_url=args.base_url,
+        provider=args.provider,
         scripted=scripted,
         limits=limits,
         sandbox="local" if sandbox is False else "docker",

@@ -36,6 +36,13 @@ def _add_rlm_options(parser: argparse.ArgumentParser, *, per: str = "run", log_d
         help="any OpenAI-compatible endpoint: vLLM, llama.cpp, Ollama... (default: OPENAI_BASE_URL, else OpenAI)",
     )
     model.add_argument(
+        "--provider",
+        choices=("openai", "litellm"),
+        default="openai",
+        help="openai: the openai SDK, any OpenAI-compatible endpoint; litellm: providers' native APIs through "
+        "LiteLLM, --model as LiteLLM names it (anthropic/claude-sonnet-4-5); needs rlm-sandbox[litellm]",
+    )
+    model.add_argument(
         "--demo",
         action="store_true",
         help="use the built-in scripted demo model instead of an API (it knows the demo tasks only)",
@@ -145,7 +152,7 @@ def _rlm_settings(
     """
     from ..errors import MissingAPIKeyError
     from ..limits import Limits
-    from ..lm import OpenAIClient
+    from ..lm import client_for
     from ..scripted import SCRIPTED_MODEL, ScriptedDemoModel
 
     if args.demo and args.base_url:
@@ -167,13 +174,16 @@ def _rlm_settings(
         from ..evals.config import price_table
 
         try:
-            client = OpenAIClient(args.model, base_url=args.base_url, api_key=None, prices=price_table(_prices(args)))
+            client = client_for(
+                args.provider, args.model, base_url=args.base_url, api_key=None, prices=price_table(_prices(args))
+            )
             model = args.model
         except MissingAPIKeyError:
             if not demo_without_key:
                 raise InputError(
                     "no API key for the model",
-                    "set OPENAI_API_KEY or put it in .env, give --base-url for a local OpenAI-compatible server, "
+                    "set OPENAI_API_KEY (with --provider litellm: the provider's own, e.g. ANTHROPIC_API_KEY) or put "
+                    "it in .env, give --base-url for a local OpenAI-compatible server, "
                     "or pass --demo for the built-in scripted model",
                 ) from None
     if client is None:

@@ -33,6 +33,8 @@ class RunConfig(BaseModel):
     model: str = "gpt-5-mini"
     sub_model: str | None = None
     base_url: str | None = None
+    provider: str = "openai"
+    """Which client reaches the model: "openai" or "litellm" (see `RLM(provider=...)`)."""
     scripted: bool = False
     """Use the built-in scripted demo model (no API) instead of an OpenAI-compatible one."""
     limits: Limits = Field(default_factory=Limits)
@@ -51,13 +53,16 @@ class RunConfig(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """What decides the results of a run besides the tasks: the models, their endpoint, every limit."""
-        return {
+        identity = {
             "model": self.model_name,
             "sub_model": self.sub_model or self.model_name,
             "base_url": None if self.scripted else self.base_url,
             "max_depth": self.limits.max_depth,
             "limits": self.limits.model_dump(mode="json"),
         }
+        if self.provider != "openai" and not self.scripted:
+            identity["provider"] = self.provider  # absent for "openai": earlier results keep their fingerprint
+        return identity
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
@@ -103,22 +108,24 @@ class RunConfig(BaseModel):
         )
 
 
-_clients: dict[tuple[str, str | None, bool, str], LMClient] = {}
+_clients: dict[tuple[str, str | None, str, bool, str], LMClient] = {}
 _clients_lock = threading.Lock()
 
 
 def _shared_client(config: RunConfig) -> LMClient:
     """One client per model and endpoint per process: the SDK's pool serves every task."""
-    from ..lm import OpenAIClient
+    from ..lm import client_for
 
-    key = (config.model, config.base_url, config.scripted, json.dumps(config.prices, sort_keys=True))
+    key = (config.model, config.base_url, config.provider, config.scripted, json.dumps(config.prices, sort_keys=True))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             if config.scripted:
                 client = ScriptedDemoModel()
             else:
-                client = OpenAIClient(config.model, base_url=config.base_url, prices=price_table(config.prices))
+                client = client_for(
+                    config.provider, config.model, base_url=config.base_url, prices=price_table(config.prices)
+                )
             _clients[key] = client
         return client
 
