@@ -38,7 +38,6 @@ from rlm_sandbox.errors import (
     ContextWindowExceededError,
     LMError,
     MissingAPIKeyError,
-    UnknownProviderError,
 )
 from rlm_sandbox.limits import Budget, Reservation
 from rlm_sandbox.prices import (
@@ -58,14 +57,11 @@ if TYPE_CHECKING:
 __all__ = [
     "LOCAL_PLACEHOLDER_KEY",
     "MIN_OUTPUT_TOKENS",
-    "PROVIDERS",
     "ChatClient",
     "LMClient",
     "LMResponse",
     "OpenAIClient",
     "Price",
-    "check_provider",
-    "client_for",
     "complete_within_budget",
     "cost_usd",
     "lookup_price",
@@ -575,42 +571,6 @@ class OpenAIClient(ChatClient):
             timeout=timeout_s if timeout_s is not None else openai.NOT_GIVEN,
             **cap,
         )
-
-
-PROVIDERS = ("openai", "litellm")
-"""What `RLM(provider=...)` and `--provider` accept: the openai SDK for any
-OpenAI-compatible endpoint, or LiteLLM for providers' native APIs (`rlm-sandbox[litellm]`)."""
-
-
-def check_provider(provider: str) -> None:
-    """Raise UnknownProviderError unless `provider` is one of PROVIDERS."""
-    if provider not in PROVIDERS:
-        raise UnknownProviderError(
-            f"unknown provider {provider!r}",
-            f"use one of {', '.join(map(repr, PROVIDERS))}: 'openai' for any OpenAI-compatible endpoint, "
-            "'litellm' for providers' native APIs through LiteLLM",
-        )
-
-
-def client_for(
-    provider: str,
-    model: str,
-    *,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    prices: Mapping[str, Price] | None = None,
-    max_retries: int = 4,
-) -> ChatClient:
-    """The client of `provider` for `model`. LiteLLM is imported only here, when asked for.
-
-    >>> client_for("litellm", "anthropic/claude-sonnet-4-5")   # ANTHROPIC_API_KEY from the environment
-    """
-    check_provider(provider)
-    if provider == "litellm":
-        from .litellm_client import LiteLLMClient
-
-        return LiteLLMClient(model, base_url=base_url, api_key=api_key, prices=prices, max_retries=max_retries)
-    return OpenAIClient(model, base_url=base_url, api_key=api_key, prices=prices, max_retries=max_retries)
 
 
 def _extra(obj: Any, name: str) -> Any:

@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import SandboxClosedError, ToolDefinitionError
 from .limits import Budget, Limits, Usage
-from .lm import LMClient, check_provider, client_for
+from .lm import LMClient
 from .node import StopReason, _NodeLoop, _Outcome
 from .output import OutputSpec, OutputType
 from .prices import price_source
 from .prompts import ContextInfo, describe_context
+from .providers import check_provider, client_for
 from .routing import CHILD_QUERY, Router  # noqa: F401 - CHILD_QUERY: re-exported for callers of rlm
 from .sandbox.base import Sandbox
 from .sandbox.config import SandboxConfig

@@ -28,7 +28,8 @@ from rlm_sandbox import RLM, ContextWindowExceededError, InputError, Limits, LME
 from rlm_sandbox.errors import MissingExtraError, UnknownProviderError
 from rlm_sandbox.limits import Budget
 from rlm_sandbox.litellm_client import LiteLLMClient
-from rlm_sandbox.lm import Price, client_for, complete_within_budget, lookup_price
+from rlm_sandbox.lm import Price, complete_within_budget, lookup_price
+from rlm_sandbox.providers import client_for
 from tests.fakes.fake_openai import WINDOW_ERRORS, FakeOpenAIServer, Reply, WindowError, fake_openai_server
 
 fake_openai = pytest.fixture(fake_openai_server)
@@ -272,7 +273,7 @@ def test_litellm_is_used_offline_and_leaves_the_environment_alone(tmp_path: Path
             elif event == "socket.getaddrinfo" and args[0] not in ("127.0.0.1", "localhost", "::1"):
                 outside.append(args[0])
         sys.addaudithook(watch)
-        from rlm_sandbox.lm import client_for
+        from rlm_sandbox.providers import client_for
         from tests.fakes.fake_openai import FakeOpenAIServer
         with FakeOpenAIServer() as server:
             client = client_for("litellm", "openai/gpt-4o-mini", base_url=server.base_url, api_key="k")

@@ -21,12 +21,12 @@ from rlm_sandbox.lm import (
     LMResponse,
     OpenAIClient,
     Price,
-    client_for,
     complete_within_budget,
     cost_usd,
     lookup_price,
     price_source,
 )
+from rlm_sandbox.providers import client_for
 from tests.fakes.fake_openai import FakeOpenAIServer, Reply, fake_openai_server
 
 fake_openai = pytest.fixture(fake_openai_server)

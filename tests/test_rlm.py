@@ -13,7 +13,8 @@ import pytest
 from rlm_sandbox import RLM, Limits
 from rlm_sandbox.errors import MissingAPIKeyError
 from rlm_sandbox.evals.niah import NIAH_QUERY, make_haystack
-from rlm_sandbox.lm import PROVIDERS, Price, client_for
+from rlm_sandbox.lm import Price
+from rlm_sandbox.providers import PROVIDERS, client_for
 from rlm_sandbox.scripted import ScriptedDemoModel
 from rlm_sandbox.trajectory import read_trajectory
 

@@ -152,7 +152,7 @@ def _rlm_settings(
     """
     from ..errors import MissingAPIKeyError
     from ..limits import Limits
-    from ..lm import client_for
+    from ..providers import client_for
     from ..scripted import SCRIPTED_MODEL, ScriptedDemoModel
 
     if args.demo and args.base_url:

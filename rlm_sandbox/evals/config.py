@@ -114,7 +114,7 @@ _clients_lock = threading.Lock()
 
 def _shared_client(config: RunConfig) -> LMClient:
     """One client per model and endpoint per process: the SDK's pool serves every task."""
-    from ..lm import client_for
+    from ..providers import client_for
 
     key = (config.model, config.base_url, config.provider, config.scripted, json.dumps(config.prices, sort_keys=True))
     with _clients_lock:
