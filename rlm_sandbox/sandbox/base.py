@@ -288,13 +288,12 @@ class Sandbox(ABC):
                 with self._send_lock:
                     self._transport.send(tools_frame(self.tools), timeout=self.config.start_timeout_s)
         except _ChannelClosed:
-            if self._closed:  # killed from another thread: not a sandbox that failed to start
-                self._transport = None
-                self._terminate()
-                raise SandboxClosedError("this sandbox was closed while it was starting") from None
-            cause = self._explain_death()
+            # Killed from another thread is not a sandbox that failed to start.
+            cause = None if self._closed else self._explain_death()
             self._transport = None
             self._terminate()
+            if cause is None:
+                raise SandboxClosedError("this sandbox was closed while it was starting") from None
             raise SandboxStartError(f"the sandbox exited while starting: {cause}") from None
         except BaseException:
             self._transport = None
