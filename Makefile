@@ -39,8 +39,8 @@ real-model:
 
 # Lint, format, types and import cycles: what CI checks before it runs a single test.
 lint: $(INSTALLED)
-	$(BIN)/ruff check rlm_sandbox tests benchmarks
-	$(BIN)/ruff format --check rlm_sandbox tests benchmarks
+	$(BIN)/ruff check rlm_sandbox sandbox_image tests benchmarks
+	$(BIN)/ruff format --check rlm_sandbox sandbox_image tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python scripts/check-import-cycles
 

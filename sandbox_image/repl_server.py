@@ -83,7 +83,9 @@ def _image_url(image) -> str:
     """An image as a data URL: bytes are sniffed for their type; a data URL passes as is."""
     if isinstance(image, str):
         if not image.startswith("data:image/"):
-            raise TypeError("an image must be bytes or a data:image/...;base64 URL (no other URLs: there is no network)")
+            raise TypeError(
+                "an image must be bytes or a data:image/...;base64 URL (no other URLs: there is no network)"
+            )
         return image
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
@@ -119,14 +121,27 @@ class Channel:
     def read_exact(self, size: int) -> bytearray | None:
         """Exactly `size` bytes, read straight into one buffer; None at end of stream."""
         buffer = bytearray(size)
-        view = memoryview(buffer)
-        filled = 0
+        with memoryview(buffer) as view:
+            return buffer if self.read_into(view) else None
+
+    def read_into(self, view: memoryview, check_ascii: bool = False) -> bool | None:
+        """Fill `view` from the channel; None at end of stream.
+
+        With check_ascii, the result says whether every byte was ASCII: each slice is
+        checked just after it arrived, while it is still in the cache.
+        """
+        size = len(view)
+        filled = checked = 0
+        ascii_only = True
         while filled < size:
             count = os.readv(self.read_fd, [view[filled : filled + (8 << 20)]])
             if not count:
                 return None
             filled += count
-        return buffer
+            if check_ascii and ascii_only and (filled - checked >= _ASCII_CHECK_SLICE or filled == size):
+                ascii_only = view[checked:filled].tobytes().isascii()
+                checked = filled
+        return ascii_only
 
     def recv(self) -> dict | None:
         header = self.read_exact(4)
@@ -168,11 +183,12 @@ class OutputCapture:
         os.dup2(self.stdout_w, 1)
         os.dup2(self.stderr_w, 2)
         if not self._streams or any(stream.closed for stream in self._streams):
+            # They stay open for the life of the server: no context manager can hold them.
             self._streams = (
-                open(0, "r", closefd=False),
+                open(0, closefd=False),  # noqa: SIM115
                 # Line buffering keeps print() in order with output of child processes.
-                open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),
-                open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),
+                open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),  # noqa: SIM115
+                open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),  # noqa: SIM115
             )
         sys.stdin, sys.stdout, sys.stderr = self._streams
 
@@ -235,7 +251,9 @@ class LLMBridge:
             try:
                 body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"{what}: the arguments must be JSON values (str, int, float, bool, None, list, dict): {exc}") from None
+                raise TypeError(
+                    f"{what}: the arguments must be JSON values (str, int, float, bool, None, list, dict): {exc}"
+                ) from None
             if len(body) > MAX_FRAME_BYTES:
                 raise RequestTooLargeError(
                     f"{what}: the request is {len(body):,} bytes and the channel carries at most "
@@ -419,7 +437,7 @@ class Repl:
                     continue
                 if message.get("type") == "context":
                     # The payload follows its header as raw bytes (see the host's encode_context).
-                    message["payload"] = self.channel.read_exact(message["bytes"])
+                    message["payload"] = _receive_payload(self.channel, message)
                     if message["payload"] is None:
                         break
                 self.inbox.put(message)
@@ -459,8 +477,9 @@ class Repl:
         payload = message.pop("payload")
         reply = {"type": "context_loaded", "kind": "str", "length": 0}
         try:
-            # Decode straight from the received buffer: one copy, then the buffer goes.
-            value = _decode_context(message, payload)
+            # A big ASCII text or bytes arrived as its final value; anything else is
+            # decoded straight from the received buffer: one copy, then the buffer goes.
+            value = payload.value if isinstance(payload, _Received) else _decode_context(message, payload)
             del payload
             reply["kind"] = type(value).__name__
             reply["length"] = len(value)
@@ -522,6 +541,143 @@ class Repl:
         self.globals["__builtins__"] = __builtins__
         self.capture.reattach()
         signal.signal(signal.SIGINT, self._on_sigint)
+
+
+# ------------------------------------------------------------------ context payloads
+
+# Below this a context is read into a buffer and decoded: fast enough, and no ctypes.
+_IN_PLACE_MIN_BYTES = 1 << 20
+_ASCII_CHECK_SLICE = 1 << 20
+
+
+class _Received:
+    """A payload that arrived as its final value: nothing left to decode."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+class _InPlace:
+    """New str and bytes objects whose own storage the channel reads into.
+
+    Decoding a gigabyte context from a receive buffer costs a second gigabyte of fresh
+    memory and a pass over it. CPython's C API avoids both: PyBytes_FromStringAndSize
+    with no source makes a bytes object to be filled through PyBytes_AsString, and
+    PyUnicode_New(n, 127) makes an ASCII str whose storage PyUnicode_AsUTF8AndSize
+    returns (an ASCII str's UTF-8 is its storage). That last is a CPython detail, so a
+    write through it is seen to land in a small str before it is trusted; where it does
+    not, or ctypes is missing, `available` is False and payloads are decoded.
+    """
+
+    def __init__(self) -> None:
+        self.available = False
+        try:
+            import ctypes
+
+            self._ctypes = ctypes
+            api = ctypes.PyDLL(None)  # this interpreter's own C API, held before user code can touch it
+            self._new_bytes = api.PyBytes_FromStringAndSize
+            self._new_bytes.restype, self._new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
+            self._bytes_storage = api.PyBytes_AsString
+            self._bytes_storage.restype, self._bytes_storage.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+            self._new_str = api.PyUnicode_New
+            self._new_str.restype, self._new_str.argtypes = ctypes.py_object, (ctypes.c_ssize_t, ctypes.c_uint32)
+            self._str_storage = api.PyUnicode_AsUTF8AndSize
+            self._str_storage.restype = ctypes.c_void_p
+            self._str_storage.argtypes = (ctypes.py_object, ctypes.POINTER(ctypes.c_ssize_t))
+            # CDLL, not PyDLL: madvise runs without the GIL, beside the reading thread.
+            self._madvise = ctypes.CDLL(None, use_errno=True).madvise
+            self._madvise.restype, self._madvise.argtypes = (
+                ctypes.c_int,
+                (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int),
+            )
+            probe, address = self.new_ascii_str(16)
+            with self.view(address, 16) as view:
+                view[:] = b"in place, ascii!"
+            self.available = probe == "in place, ascii!" and type(self.new_bytes(16)[0]) is bytes
+        except Exception as exc:  # no ctypes, another interpreter: decode instead
+            print(f"repl_server: contexts are decoded, not read in place ({exc!r})", file=DIAG)
+
+    def new_bytes(self, size: int) -> tuple[bytes, int]:
+        value = self._new_bytes(None, size)
+        return value, self._address(self._bytes_storage(value), size)
+
+    def new_ascii_str(self, size: int) -> tuple[str, int]:
+        value = self._new_str(size, 127)
+        length = self._ctypes.c_ssize_t()
+        address = self._str_storage(value, self._ctypes.byref(length))
+        if length.value != size:
+            raise RuntimeError(f"an ASCII str of {size} characters reports {length.value} bytes of UTF-8")
+        return value, self._address(address, size)
+
+    @staticmethod
+    def _address(address: int | None, size: int) -> int:
+        if not address:
+            raise MemoryError(f"no storage for a context of {size} bytes")
+        return address
+
+    def view(self, address: int, size: int) -> memoryview:
+        return memoryview((self._ctypes.c_char * size).from_address(address)).cast("B")
+
+    def populate(self, address: int, size: int, done: threading.Event) -> None:
+        """Fault in the pages of [address, address + size) ahead of the reader.
+
+        Runs in its own thread. The reader would otherwise take every page fault
+        itself while the stream waits; on a VM whose memory is backed lazily a
+        gigabyte of them takes seconds. MADV_POPULATE_WRITE (Linux 5.14) maps the pages
+        without touching their contents; where it is refused (gVisor, older kernels)
+        the reader takes the faults as before.
+        """
+        page = os.sysconf("SC_PAGE_SIZE")
+        start = address - address % page  # the page holding the object's header: same mapping
+        end = address + size
+        while start < end and not done.is_set():
+            step = min(_POPULATE_SLICE, end - start)
+            if self._madvise(start, step, _MADV_POPULATE_WRITE) != 0:
+                return
+            start += step
+
+
+_in_place: _InPlace | None = None
+_MADV_POPULATE_WRITE = 23  # <linux/mman.h>; Python's mmap module names it only from 3.13 on
+_POPULATE_SLICE = 32 << 20
+
+
+def _receive_payload(channel: Channel, header: dict):
+    """A context's payload off the channel; None at end of stream.
+
+    A big ASCII text or bytes payload arrives as its final value (a _Received);
+    anything else as a buffer for _decode_context.
+    """
+    global _in_place
+    size = header["bytes"]
+    encoding = header.get("encoding")
+    ascii_text = encoding == "text" and header.get("ascii") is True
+    if size < _IN_PLACE_MIN_BYTES or not (ascii_text or encoding == "bytes"):
+        return channel.read_exact(size)
+    if _in_place is None:
+        _in_place = _InPlace()
+    if not _in_place.available:
+        return channel.read_exact(size)
+    value, address = _in_place.new_ascii_str(size) if ascii_text else _in_place.new_bytes(size)
+    done = threading.Event()
+    populating = threading.Thread(target=_in_place.populate, args=(address, size, done), name="repl-populate")
+    populating.start()
+    try:
+        with _in_place.view(address, size) as view:
+            ascii_only = channel.read_into(view, check_ascii=ascii_text)
+            if ascii_only is None:
+                return None
+            if not ascii_only:
+                # The header said ASCII and the bytes are not: never hand out a str whose
+                # flag lies about its contents; decode them as any other text instead.
+                value = str(view, "utf-8", "surrogatepass")
+    finally:
+        done.set()
+        populating.join()
+    return _Received(value)
 
 
 def _decode_context(header: dict, payload: bytearray):

@@ -1,10 +1,13 @@
 """Sandbox memory sized to its context.
 
-A sandbox gets what loading its context needs at the peak (the received payload, any
-transient copy the decoder makes, and the decoded value itself) plus 384 MiB for the
-server and the model's code, and never less than the base 512 MiB. Once the load is
-done the payload buffer is freed, which leaves the code room for about one more copy
-of the context.
+A sandbox gets what loading its context needs at the peak when it is decoded (the
+received payload, any transient copy the decoder makes, and the decoded value itself)
+plus 384 MiB for the server and the model's code, and never less than the base 512
+MiB. Once the load is done the payload buffer is freed, which leaves the code room for
+about one more copy of the context: `context.lower()` on a big text must not kill the
+sandbox. A big ASCII text or bytes context is read straight into its final object
+(see `_InPlace` in sandbox_image/repl_server.py) and never needs the payload buffer;
+the size stays the same for that room, and for a server that has to decode after all.
 
 The decoded size is known exactly for a str (the host's str has the same layout as the
 sandbox's) and for bytes. For a list or dict, json.loads builds one Python object per

@@ -203,6 +203,8 @@ def encode_context(context: Context) -> tuple[bytes, bytes]:
     header: dict[str, Any] = {"type": "context"}
     if isinstance(context, str):
         header["encoding"], payload = "text", context.encode("utf-8", "surrogatepass")
+        if context.isascii():  # the server then reads it straight into a new str's storage
+            header["ascii"] = True
     elif isinstance(context, _BYTES_LIKE):
         header["encoding"], payload = "bytes", bytes(context)
     elif isinstance(context, (list, dict)):
@@ -268,7 +270,8 @@ class AsciiText:
 def context_stream(context: object) -> tuple[bytes, bytes | AsciiText]:
     """What encode_context() gives, with an ASCII str left unencoded until it is sent."""
     if isinstance(context, str) and context.isascii():  # O(1): CPython keeps the flag
-        return encode_frame({"type": "context", "encoding": "text", "bytes": len(context)}), AsciiText(context)
+        header = {"type": "context", "encoding": "text", "ascii": True, "bytes": len(context)}
+        return encode_frame(header), AsciiText(context)
     return encode_context(context)  # type: ignore[arg-type]
 
 
