@@ -30,6 +30,15 @@ def hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
 
+def cgroup_cpu(container_id):
+    # CPU-seconds the container used and times it was throttled (cgroup v1; None under v2).
+    try:
+        used = int(open(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage").read()) / 1e9
+        stat = dict(line.split() for line in open(f"/sys/fs/cgroup/cpu/docker/{container_id}/cpu.stat"))
+        return used, int(stat["nr_throttled"])
+    except OSError:
+        return None
+
 size_mb, runtime = int(sys.argv[1]), sys.argv[2]
 baseline = hwm()
 line = "lorem ipsum dolor sit amet, consectetur adipiscing elit 0123456789\n"
@@ -37,9 +46,12 @@ text = line * (size_mb * (1 << 20) // len(line))
 built = hwm()
 sandbox = DockerSandbox(SandboxConfig(runtime=runtime)).size_for(text).start()
 try:
+    cpu_before = cgroup_cpu(sandbox.container_id)
     started = time.perf_counter()
     sandbox.load_context(text)
     seconds = time.perf_counter() - started
+    cpu_after = cgroup_cpu(sandbox.container_id)
+    cpu = None if cpu_before is None or cpu_after is None else [b - a for a, b in zip(cpu_before, cpu_after)]
     arrived = sandbox.execute("print(len(context))").stdout.strip()
     container_peak = None
     try:
@@ -54,7 +66,7 @@ if arrived != str(len(text)):
     raise SystemExit(f"the context arrived as {arrived} characters, not {len(text)}")
 print(json.dumps({
     "bytes": len(text), "seconds": seconds, "baseline": baseline, "built": built, "peak": hwm(),
-    "container_peak": container_peak, "limit": limit,
+    "container_peak": container_peak, "limit": limit, "cpu": cpu,
 }))
 """
 
@@ -78,6 +90,9 @@ def big_context_load(runtimes: list[str], sizes_mb: list[int]) -> dict[str, Any]
                 "host_peak_mb": round((row["peak"] - row["baseline"]) / MiB),
                 "host_peak_over_context": round((row["peak"] - row["baseline"]) / row["bytes"], 2),
                 "container_peak_mb": None if row["container_peak"] is None else round(row["container_peak"] / MiB),
+                # The sandbox is capped at 1 CPU; its page faults count against that cap.
+                "container_cpu_s": None if row["cpu"] is None else round(row["cpu"][0], 2),
+                "container_throttled": None if row["cpu"] is None else row["cpu"][1],
             }
     return results
 
