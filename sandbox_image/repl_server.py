@@ -477,9 +477,9 @@ class Repl:
         payload = message.pop("payload")
         reply = {"type": "context_loaded", "kind": "str", "length": 0}
         try:
-            # A big ASCII text or bytes arrived as its final value; anything else is
-            # decoded straight from the received buffer: one copy, then the buffer goes.
-            value = payload.value if isinstance(payload, _Received) else _decode_context(message, payload)
+            # A big ASCII text or bytes arrived as its final value (a str or bytes); the
+            # rest is decoded straight from the received bytearray: one copy, then it goes.
+            value = _decode_context(message, payload) if isinstance(payload, bytearray) else payload
             del payload
             reply["kind"] = type(value).__name__
             reply["length"] = len(value)
@@ -550,15 +550,6 @@ _IN_PLACE_MIN_BYTES = 1 << 20
 _ASCII_CHECK_SLICE = 1 << 20
 
 
-class _Received:
-    """A payload that arrived as its final value: nothing left to decode."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value) -> None:
-        self.value = value
-
-
 class _InPlace:
     """New str and bytes objects whose own storage the channel reads into.
 
@@ -567,8 +558,9 @@ class _InPlace:
     with no source makes a bytes object to be filled through PyBytes_AsString, and
     PyUnicode_New(n, 127) makes an ASCII str whose storage PyUnicode_AsUTF8AndSize
     returns (an ASCII str's UTF-8 is its storage). That last is a CPython detail, so a
-    write through it is seen to land in a small str before it is trusted; where it does
-    not, or ctypes is missing, `available` is False and payloads are decoded.
+    write through it is seen to land in a small str before it is trusted (the bytes
+    route too); where it does not, or ctypes is missing, `available` is False and
+    payloads are decoded.
     """
 
     def __init__(self) -> None:
@@ -593,10 +585,13 @@ class _InPlace:
                 ctypes.c_int,
                 (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int),
             )
-            probe, address = self.new_ascii_str(16)
-            with self.view(address, 16) as view:
-                view[:] = b"in place, ascii!"
-            self.available = probe == "in place, ascii!" and type(self.new_bytes(16)[0]) is bytes
+            # Both routes are seen to land a write in their object before either is trusted.
+            text, text_address = self.new_ascii_str(16)
+            data, data_address = self.new_bytes(16)
+            for address in (text_address, data_address):
+                with self.view(address, 16) as view:
+                    view[:] = b"in place, ascii!"
+            self.available = text == "in place, ascii!" and data == b"in place, ascii!"
         except Exception as exc:  # no ctypes, another interpreter: decode instead
             print(f"repl_server: contexts are decoded, not read in place ({exc!r})", file=DIAG)
 
@@ -648,8 +643,8 @@ _POPULATE_SLICE = 32 << 20
 def _receive_payload(channel: Channel, header: dict):
     """A context's payload off the channel; None at end of stream.
 
-    A big ASCII text or bytes payload arrives as its final value (a _Received);
-    anything else as a buffer for _decode_context.
+    A big ASCII text or bytes payload arrives as its final value (a str or bytes);
+    anything else as a bytearray for _decode_context.
     """
     global _in_place
     size = header["bytes"]
@@ -677,7 +672,7 @@ def _receive_payload(channel: Channel, header: dict):
     finally:
         done.set()
         populating.join()
-    return _Received(value)
+    return value
 
 
 def _decode_context(header: dict, payload: bytearray):
